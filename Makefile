@@ -1,0 +1,55 @@
+# pubsub-supervisor: every command a developer or CI needs.
+# `make dev` runs the stack natively; `make test` runs the whole suite. Both bootstrap
+# what they need (virtualenvs from the lock files) on first use.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= $(shell scripts/find-python)
+UV_VERSION := 0.13.8
+UV := .uv/bin/uv
+VENV := .venv
+EMULATOR_VENV := .venv-localstack
+export UV_PYTHON_DOWNLOADS := never
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+
+.PHONY: help venv emulator-venv dev test test-unit test-integration lint fmt typecheck provision clean
+
+help: ## Show the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
+
+$(UV):
+	@test -n "$(PYTHON)" || { echo "No Python 3.12+ found: set PYTHON=/path/to/python3.12+" >&2; exit 1; }
+	@echo ">> bootstrapping uv $(UV_VERSION) with $(PYTHON)"
+	@$(PYTHON) -m venv .uv && .uv/bin/pip install --quiet "uv==$(UV_VERSION)"
+
+$(VENV)/.synced: pyproject.toml uv.lock | $(UV)
+	@echo ">> installing the app's virtualenv from uv.lock"
+	@$(UV) sync --frozen --python $(PYTHON) --quiet
+	@touch $@
+
+$(EMULATOR_VENV)/.synced: localstack/requirements-native.lock | $(UV)
+	@echo ">> installing LocalStack (native) into $(EMULATOR_VENV) from its lock file"
+	@$(UV) venv --quiet --allow-existing --python $(PYTHON) $(EMULATOR_VENV)
+	@$(UV) pip install --quiet --no-deps --python $(EMULATOR_VENV)/bin/python -r localstack/requirements-native.lock
+	@touch $@
+
+venv: $(VENV)/.synced ## Create or update the app's virtualenv
+emulator-venv: $(EMULATOR_VENV)/.synced ## Create the native LocalStack virtualenv
+
+lint: venv ## ruff check + format check
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+fmt: venv ## Format and fix what ruff can
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+typecheck: venv ## mypy (strict)
+	$(VENV)/bin/mypy
+
+test-unit: venv ## Unit tests only (no emulator)
+	$(VENV)/bin/pytest tests/unit
+
+clean: ## Remove virtualenvs and runtime state
+	rm -rf .uv $(VENV) $(EMULATOR_VENV) var
