@@ -140,6 +140,7 @@ class NativeLocalStack:
         services: Sequence[str] = ("sns", "sqs", "ses"),
         extra_env: Mapping[str, str] | None = None,
         log_path: Path | None = None,
+        stop_grace: float = 10,
     ) -> None:
         clash = _FIXED_ENV_KEYS & set(extra_env or {})
         if clash:
@@ -153,6 +154,7 @@ class NativeLocalStack:
         self.services = tuple(services)
         self.extra_env = dict(extra_env or {})
         self.log_path = Path(log_path).absolute() if log_path else self.state_dir / "localstack.log"
+        self.stop_grace = stop_grace
         self.startup_seconds: float | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._log_file: IO[bytes] | None = None
@@ -187,7 +189,7 @@ class NativeLocalStack:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.stop()
+        self.stop(self.stop_grace)
 
     # -- start ---------------------------------------------------------------------------------
 
@@ -226,7 +228,7 @@ class NativeLocalStack:
         try:
             self._proc = subprocess.Popen(
                 [str(self.python), "-m", "localstack.runtime.main"],
-                env=self._child_env(),
+                env=self.child_env(),
                 cwd=self.state_dir,
                 stdin=subprocess.DEVNULL,
                 stdout=self._log_file,
@@ -237,7 +239,7 @@ class NativeLocalStack:
             )
             self._wait_ready(started, timeout)
         except BaseException:
-            self.stop(grace=5)
+            self.stop(self.stop_grace)
             raise
         self.startup_seconds = time.monotonic() - started
         log.info("LocalStack ready on %s in %.1f s", self.endpoint_url, self.startup_seconds)
@@ -257,7 +259,7 @@ class NativeLocalStack:
             )
         link.symlink_to(self.init_dir, target_is_directory=True)
 
-    def _child_env(self) -> dict[str, str]:
+    def child_env(self) -> dict[str, str]:
         """Build LocalStack's environment: the caller's, minus its virtualenv, plus our settings."""
         env = {k: v for k, v in os.environ.items() if k not in _SCRUBBED_ENV}
         # AWS_ENDPOINT_URL_<SERVICE> would send the hooks' clients somewhere else.
@@ -351,11 +353,12 @@ class NativeLocalStack:
                         proc.wait(timeout=grace)
                     except subprocess.TimeoutExpired:
                         # It ignores SIGTERM when it failed to bind its port, for one.
-                        log.warning("LocalStack ignored SIGTERM for %.0f s, killing it", grace)
+                        log.warning("LocalStack ignored SIGTERM for %.1f s, killing it", grace)
                         _signal_group(pgid, signal.SIGKILL)
                         proc.wait()
                 # Hook children or helpers that outlived the leader.
                 _signal_group(pgid, signal.SIGKILL)
+                _wait_group_gone(pgid, timeout=2)
             if self._log_file is not None:
                 self._log_file.close()
                 self._log_file = None
@@ -365,6 +368,18 @@ def _signal_group(pgid: int, sig: signal.Signals) -> None:
     """Send a signal to a process group that may already be gone."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, sig)
+
+
+def _wait_group_gone(pgid: int, timeout: float) -> None:
+    """Wait until no process of a group is left (SIGKILL is delivered asynchronously)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except (ProcessLookupError, PermissionError):
+            return
+        time.sleep(0.02)
+    log.warning("processes of group %d are still present after SIGKILL", pgid)
 
 
 # -- command line --------------------------------------------------------------------------------
