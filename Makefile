@@ -48,8 +48,17 @@ fmt: venv ## Format and fix what ruff can
 typecheck: venv ## mypy (strict)
 	$(VENV)/bin/mypy
 
+test: lint typecheck emulator-venv ## The whole suite: lint, types, unit and integration tests
+	$(VENV)/bin/pytest
+
 test-unit: venv ## Unit tests only (no emulator)
 	$(VENV)/bin/pytest tests/unit
+
+test-integration: venv emulator-venv ## Integration tests (they start LocalStack and supervisord)
+	$(VENV)/bin/pytest tests/integration
+
+provision: venv ## Apply the topology to AWS_ENDPOINT_URL (or real AWS when unset)
+	$(VENV)/bin/pubsub provision
 
 clean: ## Remove virtualenvs and runtime state
 	rm -rf .uv $(VENV) $(EMULATOR_VENV) var

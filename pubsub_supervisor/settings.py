@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
@@ -19,7 +20,10 @@ ROOT = Path(__file__).resolve().parent.parent
 class Settings(BaseSettings):
     """Configuration from the environment and `.env`; see `.env.example` for each field."""
 
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
+    # ENV_FILE picks another file (empty: none), e.g. to keep tests off a developer's .env.
+    model_config = SettingsConfigDict(
+        env_file=os.environ.get("ENV_FILE", ".env") or None, extra="ignore", frozen=True
+    )
 
     #: Unset means real AWS; set it to the emulator (LocalStack: http://127.0.0.1:4566).
     aws_endpoint_url: str | None = None
