@@ -13,7 +13,7 @@ EMULATOR_VENV := .venv-localstack
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: help venv emulator-venv dev test test-unit test-integration lint fmt typecheck provision clean
+.PHONY: help venv emulator-venv dev test test-unit test-integration lint fmt typecheck provision dlq redrive clean
 
 help: ## Show the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -59,6 +59,12 @@ test-integration: venv emulator-venv ## Integration tests (they start LocalStack
 
 provision: venv ## Apply the topology to AWS_ENDPOINT_URL (or real AWS when unset)
 	$(VENV)/bin/pubsub provision
+
+dlq: venv ## List what sits in each dead-letter queue, with the reason
+	$(VENV)/bin/pubsub dlq list
+
+redrive: venv ## Move dead-lettered messages back to their queue (QUEUE=email for one)
+	$(VENV)/bin/pubsub dlq redrive $(if $(QUEUE),--queue $(QUEUE))
 
 clean: ## Remove virtualenvs and runtime state
 	rm -rf .uv $(VENV) $(EMULATOR_VENV) var

@@ -351,8 +351,7 @@ class Consumer:
         self._emit("after_process", message, time.perf_counter() - started, error)
 
     def _backoff(self, message: Message) -> int:
-        exponent = min(message.receive_count - 1, 20)
-        return int(min(self.config.backoff_cap, self.config.backoff_base * 2**exponent))
+        return retry_delay(message.receive_count, self.config.backoff_base, self.config.backoff_cap)
 
     def _retry(self, message: Message, delay: int, reason: str) -> None:
         """Put the message back, visible again after `delay` seconds."""
@@ -509,6 +508,12 @@ class Consumer:
                 getattr(middleware, hook)(*args)
             except Exception:
                 log.exception("middleware hook failed", extra={"hook": hook})
+
+
+def retry_delay(receive_count: int, base: int, cap: int) -> int:
+    """Seconds a failed message stays invisible: base * 2**(receives-1), at most `cap`."""
+    exponent = min(max(receive_count, 1) - 1, 20)
+    return int(min(cap, base * 2**exponent))
 
 
 def _join(threads: Iterable[threading.Thread], timeout: float) -> None:
