@@ -213,9 +213,10 @@ class Consumer:
         delay = 1.0
         while not self._stopping.is_set():
             try:
+                # No "Attributes" at all when the queue has none of those asked for.
                 attrs = self.sqs.get_queue_attributes(
                     QueueUrl=self.queue_url, AttributeNames=["RedrivePolicy"]
-                )["Attributes"]
+                ).get("Attributes", {})
                 break
             except Exception as error:
                 log.warning(

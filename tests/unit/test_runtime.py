@@ -355,3 +355,11 @@ def test_heartbeat_stops_when_the_handler_ends(sqs: SQSClient) -> None:
     # Back after the retry delay, not after one visibility timeout: no extension after
     # the handler ended overwrote the delay.
     assert calls[1] - calls[0] >= 1.5 + 2.8
+
+
+def test_a_queue_without_redrive_policy_is_consumed(sqs: SQSClient) -> None:
+    url = sqs.create_queue(QueueName="plain")["QueueUrl"]
+    send(sqs, url, "hello")
+    consumer = Consumer(sqs, url, lambda _m: None, config=config())
+    with Running(consumer):
+        until(lambda: consumer.stats.processed == 1)
