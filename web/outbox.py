@@ -28,8 +28,9 @@ log = logging.getLogger(__name__)
 
 #: Largest PublishBatch SNS accepts.
 PUBLISH_BATCH = 10
-#: Retry delays grow 1 s, 2 s, 4 s ... up to this.
-MAX_BACKOFF_SECONDS = 60
+#: Retry delays grow 1 s, 2 s, 4 s ... up to this: once SNS is back, the backlog goes
+#: out within it.
+MAX_BACKOFF_SECONDS = 10
 #: Most events one republish pass sends (the next pass takes the rest).
 REPUBLISH_LIMIT = 500
 

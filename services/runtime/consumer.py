@@ -38,6 +38,9 @@ SQS_BATCH = 10
 ACK_FLUSH_SECONDS = 3.0
 #: Longest visibility timeout SQS accepts (12 hours).
 MAX_VISIBILITY = 43200
+#: Longest pause between receive attempts while the endpoint fails: once it is back,
+#: consumers resume within this.
+MAX_POLL_BACKOFF = 10.0
 
 
 @dataclass(frozen=True)
@@ -224,7 +227,7 @@ class Consumer:
                     extra={"queue": self.queue_name, "error": str(error), "retry_in": delay},
                 )
                 self._stopping.wait(delay)
-                delay = min(delay * 2, 30)
+                delay = min(delay * 2, MAX_POLL_BACKOFF)
         else:
             return
         policy = json.loads(attrs.get("RedrivePolicy", "null") or "null")
@@ -266,7 +269,7 @@ class Consumer:
                     extra={"queue": self.queue_name, "error": str(error), "retry_in": backoff},
                 )
                 self._stopping.wait(backoff)
-                backoff = min(backoff * 2, 30)
+                backoff = min(backoff * 2, MAX_POLL_BACKOFF)
                 continue
             backoff = 0.5
             messages = [Message.from_sqs(raw) for raw in response.get("Messages", [])]

@@ -89,12 +89,14 @@ class FaultProxy:
             with contextlib.suppress(OSError):
                 client.sendall(_UNAVAILABLE)
             _cut(client)
+            client.close()
             return
         try:
             upstream = socket.create_connection(("127.0.0.1", self.upstream_port), timeout=5)
             upstream.settimeout(None)
         except OSError:
             _cut(client)  # the emulator itself is down
+            client.close()
             return
         with self._lock:
             self._open[client] = service
