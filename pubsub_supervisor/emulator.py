@@ -31,7 +31,7 @@ DEFAULT_PORT = 4566
 _SCRUBBED_ENV = frozenset({"VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP"})
 
 #: Settings the launcher owns; letting callers override them would break the port/path wiring.
-_FIXED_ENV_KEYS = frozenset(
+FIXED_ENV_KEYS = frozenset(
     {
         "GATEWAY_LISTEN",
         "SERVICES",
@@ -64,6 +64,7 @@ _AWS_DEFAULTS: Mapping[str, str] = {
 _POLL_INTERVAL = 0.25
 _PROGRESS_EVERY = 5.0
 _LOG_TAIL_LINES = 40
+_LOG_ROTATE_BYTES = 10 * 1024 * 1024
 
 
 class EmulatorError(RuntimeError):
@@ -115,12 +116,12 @@ def port_from_url(url: str | None, default: int = DEFAULT_PORT) -> int:
     return urlsplit(url).port or default
 
 
-def _tail(path: Path, lines: int = _LOG_TAIL_LINES) -> str:
-    """Return the last lines of a log file, or a note when it cannot be read."""
+def _tail(path: Path, start: int = 0, lines: int = _LOG_TAIL_LINES) -> str:
+    """Return the last lines written to a log file after byte offset `start`."""
     try:
         with path.open("rb") as fh:
             fh.seek(0, os.SEEK_END)
-            fh.seek(max(0, fh.tell() - 64 * 1024))
+            fh.seek(max(start, fh.tell() - 64 * 1024))
             text = fh.read().decode("utf-8", errors="replace")
     except OSError as exc:
         return f"(no log at {path}: {exc})"
@@ -142,7 +143,7 @@ class NativeLocalStack:
         log_path: Path | None = None,
         stop_grace: float = 10,
     ) -> None:
-        clash = _FIXED_ENV_KEYS & set(extra_env or {})
+        clash = FIXED_ENV_KEYS & set(extra_env or {})
         if clash:
             raise ValueError(
                 f"extra_env may not set {', '.join(sorted(clash))}: the launcher owns them"
@@ -158,6 +159,7 @@ class NativeLocalStack:
         self.startup_seconds: float | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._log_file: IO[bytes] | None = None
+        self._log_start = 0
         self._lock = threading.Lock()
 
     @property
@@ -222,7 +224,14 @@ class NativeLocalStack:
         self.check()
         self._link_init_dir()
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        self._log_file = self.log_path.open("wb")
+        # Appended to, so the log of a run that died is still there after the next start.
+        if self.log_path.exists() and self.log_path.stat().st_size > _LOG_ROTATE_BYTES:
+            self.log_path.replace(self.log_path.with_name(self.log_path.name + ".1"))
+        self._log_file = self.log_path.open("ab")
+        self._log_start = self._log_file.tell()
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+        self._log_file.write(f"--- {stamp} starting on {self.endpoint_url} ---\n".encode())
+        self._log_file.flush()
         started = time.monotonic()
         log.info("starting LocalStack on %s (log: %s)", self.endpoint_url, self.log_path)
         try:
@@ -297,8 +306,8 @@ class NativeLocalStack:
             code = self._proc.poll()
             if code is not None:
                 raise EmulatorError(
-                    f"LocalStack exited with code {code} before it was ready.\n"
-                    f"--- last lines of {self.log_path} ---\n{_tail(self.log_path)}"
+                    f"LocalStack exited with code {code} before it was ready."
+                    f"\n{self._log_excerpt()}"
                 )
             status = self._ready_status()
             if status is not None and status.get("completed") is True:
@@ -310,21 +319,23 @@ class NativeLocalStack:
                 if failed:
                     raise InitHookError(
                         f"LocalStack init hook(s) failed: {', '.join(failed)} "
-                        f"(in {self.init_dir}/ready.d).\n"
-                        f"--- last lines of {self.log_path} ---\n{_tail(self.log_path)}"
+                        f"(in {self.init_dir}/ready.d).\n{self._log_excerpt()}"
                     )
                 return
             now = time.monotonic()
             if now >= deadline:
                 raise StartupTimeoutError(
-                    f"LocalStack was not ready after {timeout:.0f} s.\n"
-                    f"--- last lines of {self.log_path} ---\n{_tail(self.log_path)}"
+                    f"LocalStack was not ready after {timeout:.0f} s.\n{self._log_excerpt()}"
                 )
             if now >= next_progress:
                 phase = "running ready.d hooks" if status is not None else "starting"
                 log.info("waiting for LocalStack (%s, %.0f s)", phase, now - started)
                 next_progress = now + _PROGRESS_EVERY
             time.sleep(_POLL_INTERVAL)
+
+    def _log_excerpt(self) -> str:
+        """The end of this run's part of the log, for error messages."""
+        return f"--- last lines of {self.log_path} ---\n{_tail(self.log_path, self._log_start)}"
 
     def _ready_status(self) -> dict[str, Any] | None:
         """Return the decoded /_localstack/init/ready answer, or None if it is not serving yet."""
