@@ -254,7 +254,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DevConfigError as exc:
         log.error("%s", exc)
         return EXIT_CONFIG
-    # Installed before anything starts: an early SIGTERM must still unwind through `finally`.
+    # Installed before anything starts, so an early signal still unwinds through `finally`.
+    # SIGINT explicitly too: a shell starting us in the background leaves it ignored.
+    signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)
     emulator = NativeLocalStack(
         port=plan.port,

@@ -364,7 +364,9 @@ class NativeLocalStack:
                         proc.wait(timeout=grace)
                     except subprocess.TimeoutExpired:
                         # It ignores SIGTERM when it failed to bind its port, for one.
-                        log.warning("LocalStack ignored SIGTERM for %.1f s, killing it", grace)
+                        log.warning(
+                            "LocalStack did not exit within %.1f s of SIGTERM, killing it", grace
+                        )
                         _signal_group(pgid, signal.SIGKILL)
                         proc.wait()
                 # Hook children or helpers that outlived the leader.
@@ -431,7 +433,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         venv=args.venv,
         extra_env={"PUBSUB_HOME": str(root)},
     )
-    # SIGTERM must unwind like Ctrl-C: LocalStack runs in its own session and would outlive us.
+    # Both unwind through `finally`: LocalStack runs in its own session and would outlive us.
+    # SIGINT explicitly too: a shell starting us in the background leaves it ignored.
+    signal.signal(signal.SIGINT, interrupt)
     signal.signal(signal.SIGTERM, interrupt)
     try:
         emulator.start(timeout=args.timeout)
