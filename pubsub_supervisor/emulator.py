@@ -38,6 +38,7 @@ FIXED_ENV_KEYS = frozenset(
         "FILESYSTEM_ROOT",
         "OVERRIDE_IN_DOCKER",
         "LOCALSTACK_HOST",
+        "SQS_ENDPOINT_STRATEGY",
         "AWS_ENDPOINT_URL",
     }
 )
@@ -50,8 +51,6 @@ _QUIET_DEFAULTS: Mapping[str, str] = {
     # No downloads or analytics: the only reachable hosts are package registries.
     "SKIP_SSL_CERT_DOWNLOAD": "1",
     "DISABLE_EVENTS": "1",
-    # Queue URLs must name a host that resolves offline: http://127.0.0.1:PORT/queue/...
-    "SQS_ENDPOINT_STRATEGY": "path",
 }
 
 #: Credentials for the init hooks' AWS clients; LocalStack accepts any.
@@ -285,6 +284,9 @@ class NativeLocalStack:
         env.update(
             {
                 "GATEWAY_LISTEN": f"127.0.0.1:{self.port}",
+                # Queue URLs must name a host that resolves offline, i.e.
+                # http://127.0.0.1:PORT/queue/REGION/ACCOUNT/NAME, not *.localstack.cloud.
+                "SQS_ENDPOINT_STRATEGY": "path",
                 "LOCALSTACK_HOST": f"127.0.0.1:{self.port}",
                 "SERVICES": ",".join(self.services),
                 "FILESYSTEM_ROOT": str(self.state_dir),
