@@ -45,7 +45,7 @@ cleanup() {
   [[ -d $dir ]] || return 0
   # An interrupted debootstrap can leave /proc or /sys mounted inside the tree.
   local mnt
-  for mnt in $(awk -v d="$dir" 'index($2, d) == 1 {print $2}' /proc/mounts | sort -r); do
+  awk -v d="$dir" 'index($2, d) == 1 {print $2}' /proc/mounts | sort -r | while read -r mnt; do
     umount -l "$mnt" || true
   done
   rm -rf --one-file-system "$dir" "$dir.log"
@@ -69,6 +69,8 @@ main() {
   local start dir
   start=$(now)
   dir=$(mktemp -d /var/tmp/pubsub-base.XXXXXX)
+  # Expanded now on purpose: $dir is local to this function.
+  # shellcheck disable=SC2064
   trap "cleanup '$dir'" EXIT
   build_rootfs "$dir" "$mirror"
   log "importing $(du -sh --one-file-system "$dir" | cut -f1) as $BASE_IMAGE"

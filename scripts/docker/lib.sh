@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared helpers for scripts/docker/*.sh (sourced, not run).
 # Every script reports progress as ">> name: ..." and failures as "!! name: ..." on stderr.
 

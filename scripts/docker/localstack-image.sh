@@ -54,7 +54,7 @@ main() {
     --build-arg "BASE_IMAGE=$BASE_IMAGE" \
     --label "$INPUTS_LABEL=$digest" \
     --tag "$LOCALSTACK_IMAGE" \
-    "$CONTEXT" 2>&1 | tee "$build_log" | grep --line-buffered -E '^Step [0-9]+/[0-9]+ : (FROM|RUN|COPY)' >&2; then
+    "$CONTEXT" 2>&1 | tee "$build_log" | { grep --line-buffered -E '^Step [0-9]+/[0-9]+ : (FROM|RUN|COPY)' >&2 || true; }; then
     tail -n 30 "$build_log" >&2
     die "docker build failed (last lines above, full log: $build_log): if the base image is missing run scripts/docker/base-image.sh; if pip could not download, check that PyPI is reachable from this machine."
   fi
