@@ -13,7 +13,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 CONTEXT=$REPO_ROOT/localstack
-BASE_IMAGE=${BASE_IMAGE:-pubsub-supervisor/base:trixie}
+LOCAL_BASE_IMAGE=pubsub-supervisor/base:trixie
+BASE_IMAGE=${BASE_IMAGE:-$LOCAL_BASE_IMAGE}
 LOCALSTACK_IMAGE=${LOCALSTACK_IMAGE:-pubsub-supervisor/localstack:4.14.0-native}
 INPUTS_LABEL=org.pubsub-supervisor.inputs
 
@@ -40,7 +41,10 @@ main() {
     return 0
   fi
   if ! image_exists "$BASE_IMAGE"; then
-    log "$BASE_IMAGE is not here; docker build will try to pull it (run scripts/docker/base-image.sh to build it locally)"
+    # The local base image exists on no registry: asking one for it would only fail later.
+    [[ $BASE_IMAGE != "$LOCAL_BASE_IMAGE" ]] \
+      || die "$BASE_IMAGE is missing: run scripts/docker/base-image.sh first (or scripts/docker/prepare.sh)."
+    log "$BASE_IMAGE is not here; docker build will pull it"
   fi
 
   local start build_log
