@@ -40,8 +40,8 @@ emulator-venv: $(EMULATOR_VENV)/.synced ## Create the native LocalStack virtuale
 dev: venv emulator-venv ## Run the whole stack natively: LocalStack, then supervisord (Ctrl-C stops it)
 	$(VENV)/bin/python -m pubsub_supervisor.dev
 
-emulator: venv emulator-venv ## Run only the native LocalStack in the foreground (port from AWS_ENDPOINT_URL)
-	$(VENV)/bin/python -m pubsub_supervisor.emulator
+emulator: venv emulator-venv ## Run only the native LocalStack, set up as `make dev` does (Ctrl-C stops it)
+	$(VENV)/bin/python -m pubsub_supervisor.dev --emulator-only
 
 lint: venv ## ruff check + format check
 	$(VENV)/bin/ruff check .

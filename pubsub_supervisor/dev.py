@@ -14,14 +14,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from pydantic_settings import BaseSettings, DotEnvSettingsSource, SettingsConfigDict
+from pydantic import ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from pubsub_supervisor.emulator import (
-    FIXED_ENV_KEYS,
+    STACK_SERVICES,
     EmulatorError,
     NativeLocalStack,
     port_from_url,
 )
+from pubsub_supervisor.settings import Settings
+from pubsub_supervisor.topology import HOOK_ENV
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +32,9 @@ EXIT_OK = 0
 EXIT_CONFIG = 2
 EXIT_EMULATOR = 3
 EXIT_SUPERVISOR = 4
+
+#: Where `make dev` runs its emulator when AWS_ENDPOINT_URL is unset.
+DEFAULT_ENDPOINT = "http://127.0.0.1:4566"
 
 #: How long supervisord gets to stop its programs before it is killed.
 SUPERVISOR_STOP_TIMEOUT = 60.0
@@ -40,23 +46,19 @@ class DevConfigError(Exception):
     """The environment does not describe a stack `make dev` can run."""
 
 
-class DevSettings(BaseSettings):
-    """What `make dev` itself needs: the endpoint its emulator serves, and dummy credentials."""
+class Credentials(BaseSettings):
+    """Keys for the emulator; boto3 reads them only from the environment, never from .env."""
 
-    model_config = SettingsConfigDict(extra="ignore", env_file_encoding="utf-8")
+    model_config = SettingsConfigDict(extra="ignore")
 
-    aws_endpoint_url: str = "http://127.0.0.1:4566"
     aws_access_key_id: str = "test"
     aws_secret_access_key: str = "test"  # noqa: S105 - LocalStack accepts any credentials
-    aws_default_region: str = "us-east-1"
 
 
-def read_dotenv(path: Path) -> dict[str, str]:
-    """Return the variables a .env file sets (none if it does not exist)."""
-    if not path.is_file():
-        return {}
-    source = DotEnvSettingsSource(DevSettings, env_file=path, case_sensitive=True)
-    return {k: v for k, v in source.env_vars.items() if v is not None}
+def env_file_for(root: Path, environ: Mapping[str, str]) -> Path | None:
+    """The .env the programs read: ENV_FILE (empty: none) or .env, relative to the repo root."""
+    name = environ.get("ENV_FILE", ".env")
+    return root / name if name else None
 
 
 @dataclass(frozen=True)
@@ -68,20 +70,26 @@ class DevPlan:
     venv: Path
     run_dir: Path
     log_dir: Path
-    port: int
-    settings: DevSettings
-    dotenv: Mapping[str, str]
+    endpoint_url: str
+    settings: Settings
+    credentials: Credentials
 
     @classmethod
     def resolve(cls, root: Path, conf: Path, environ: Mapping[str, str]) -> DevPlan:
-        """Build the plan; environment variables win over root/.env, which wins over defaults."""
-        env_file = root / ".env"
-        # _env_file is a BaseSettings init option that mypy cannot see without the pydantic plugin.
-        settings = DevSettings(_env_file=env_file)  # type: ignore[call-arg]
-        url = urlsplit(settings.aws_endpoint_url)
+        """Build the plan from the same Settings the programs read (environment over .env)."""
+        env_file = env_file_for(root, environ)
+        try:
+            # _env_file is a BaseSettings init option that mypy cannot see without the
+            # pydantic plugin; the programs read the same file (they run in the repo root).
+            settings = Settings(_env_file=env_file)  # type: ignore[call-arg]
+            credentials = Credentials(_env_file=env_file)  # type: ignore[call-arg]
+        except ValidationError as exc:
+            raise DevConfigError(f"invalid settings (environment or {env_file}):\n{exc}") from exc
+        endpoint_url = settings.aws_endpoint_url or DEFAULT_ENDPOINT
+        url = urlsplit(endpoint_url)
         if url.scheme != "http" or url.hostname not in _LOCAL_HOSTS:
             raise DevConfigError(
-                f"AWS_ENDPOINT_URL={settings.aws_endpoint_url} does not name a local emulator, "
+                f"AWS_ENDPOINT_URL={endpoint_url} does not name a local emulator, "
                 f"but `make dev` starts one on 127.0.0.1. Unset AWS_ENDPOINT_URL, or set it to "
                 f"http://127.0.0.1:PORT to choose the port."
             )
@@ -97,32 +105,39 @@ class DevPlan:
             venv=path_var("PUBSUB_VENV", Path(sys.prefix) if in_venv else root / ".venv"),
             run_dir=path_var("PUBSUB_RUN_DIR", root / "var" / "run"),
             log_dir=path_var("PUBSUB_LOG_DIR", root / "var" / "log"),
-            port=port_from_url(settings.aws_endpoint_url),
+            endpoint_url=endpoint_url,
             settings=settings,
-            dotenv=read_dotenv(env_file),
+            credentials=credentials,
         )
 
     @property
+    def port(self) -> int:
+        """The emulator's gateway port."""
+        return port_from_url(self.endpoint_url)
+
+    @property
     def aws_env(self) -> dict[str, str]:
-        """The AWS variables every program and the init hooks share."""
+        """The AWS variables every program and the init hook share."""
         return {
-            "AWS_ENDPOINT_URL": self.settings.aws_endpoint_url,
-            "AWS_ACCESS_KEY_ID": self.settings.aws_access_key_id,
-            "AWS_SECRET_ACCESS_KEY": self.settings.aws_secret_access_key,
-            "AWS_DEFAULT_REGION": self.settings.aws_default_region,
+            "AWS_ENDPOINT_URL": self.endpoint_url,
+            "AWS_REGION": self.settings.aws_region,
+            "AWS_DEFAULT_REGION": self.settings.aws_region,
+            "AWS_ACCESS_KEY_ID": self.credentials.aws_access_key_id,
+            "AWS_SECRET_ACCESS_KEY": self.credentials.aws_secret_access_key,
         }
 
-    def emulator_env(self, environ: Mapping[str, str]) -> dict[str, str]:
-        """Extra variables for LocalStack: .env entries its init hooks read, and the repo root."""
-        # The hooks create resources from the same settings the programs read; the programs
-        # read .env themselves, the hooks (inside LocalStack) can only see their environment.
-        env = {k: v for k, v in self.dotenv.items() if k not in environ}
-        env.update(self.aws_env)
+    def emulator_env(self) -> dict[str, str]:
+        """Extra variables for LocalStack: the settings its init hook reads, and where we are."""
+        # The hook cannot import Settings (it runs in LocalStack's interpreter), so it gets
+        # the resolved values: resources then match what the programs look for.
+        env = {name: str(getattr(self.settings, name.lower())) for name in HOOK_ENV}
+        env |= {k: v for k, v in self.aws_env.items() if k != "AWS_ENDPOINT_URL"}
+        env["PUBSUB_SOURCE"] = str(self.root)
         env["PUBSUB_HOME"] = str(self.root)
-        return {k: v for k, v in env.items() if k not in FIXED_ENV_KEYS}
+        return env
 
     def supervisor_env(self, environ: Mapping[str, str]) -> dict[str, str]:
-        """The environment supervisord.conf expects (user-set PUBSUB_* variables are kept)."""
+        """The environment supervisord.conf expects (user-set PUBSUB_* dirs are kept)."""
         env = dict(environ)
         env.update(
             {
@@ -136,11 +151,11 @@ class DevPlan:
         env.setdefault("PYTHONUNBUFFERED", "1")
         return env
 
-    def check(self) -> None:
+    def check(self, *, supervisor: bool = True) -> None:
         """Raise DevConfigError saying what to do if a part is missing."""
-        if not self.conf.is_file():
+        if supervisor and not self.conf.is_file():
             raise DevConfigError(f"{self.conf} not found: `make dev` needs the supervisord config")
-        if not (self.venv / "bin" / "supervisord").exists():
+        if supervisor and not (self.venv / "bin" / "supervisord").exists():
             raise DevConfigError(f"supervisord is not installed in {self.venv}: run: make venv")
 
 
@@ -234,6 +249,27 @@ def run(plan: DevPlan, emulator: NativeLocalStack, environ: Mapping[str, str]) -
         emulator.stop()
 
 
+def run_emulator_only(emulator: NativeLocalStack) -> int:
+    """Run only the emulator until a signal (`make emulator`)."""
+    try:
+        try:
+            emulator.start()
+        except EmulatorError as exc:
+            log.error("the emulator did not start: %s", exc)
+            return EXIT_EMULATOR
+        log.info("emulator ready at %s; Ctrl-C stops it", emulator.endpoint_url)
+        while emulator.is_running():
+            time.sleep(0.5)
+        log.error("the emulator stopped unexpectedly; see %s", emulator.log_path)
+        return EXIT_EMULATOR
+    except KeyboardInterrupt:
+        return EXIT_OK
+    finally:
+        signal.signal(signal.SIGINT, _already_stopping)
+        signal.signal(signal.SIGTERM, _already_stopping)
+        emulator.stop()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the whole stack natively in the foreground until Ctrl-C or SIGTERM."""
     root = _repo_root()
@@ -244,13 +280,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--state-dir", type=Path, default=root / "var" / "localstack")
     parser.add_argument("--init-dir", type=Path, default=root / "localstack" / "init")
     parser.add_argument("--emulator-venv", type=Path, default=root / ".venv-localstack")
+    parser.add_argument(
+        "--emulator-only", action="store_true", help="run only the emulator, configured the same"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="dev: %(message)s", stream=sys.stderr)
 
     environ = dict(os.environ)
     try:
         plan = DevPlan.resolve(root, args.conf.resolve(), environ)
-        plan.check()
+        plan.check(supervisor=not args.emulator_only)
     except DevConfigError as exc:
         log.error("%s", exc)
         return EXIT_CONFIG
@@ -263,8 +302,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         state_dir=args.state_dir,
         init_dir=args.init_dir,
         venv=args.emulator_venv,
-        extra_env=plan.emulator_env(environ),
+        services=STACK_SERVICES,
+        extra_env=plan.emulator_env(),
     )
+    if args.emulator_only:
+        return run_emulator_only(emulator)
     return run(plan, emulator, environ)
 
 

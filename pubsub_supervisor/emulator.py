@@ -27,6 +27,9 @@ log = logging.getLogger(__name__)
 #: Default gateway port, the same as LocalStack's own.
 DEFAULT_PORT = 4566
 
+#: Services the stack uses: the init hook looks up the account with STS.
+STACK_SERVICES = ("sns", "sqs", "ses", "sts")
+
 #: Interpreter variables of the caller's (app) virtualenv that must not reach LocalStack's.
 _SCRUBBED_ENV = frozenset({"VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP"})
 
@@ -433,7 +436,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         state_dir=args.state_dir,
         init_dir=args.init_dir,
         venv=args.venv,
-        extra_env={"PUBSUB_HOME": str(root)},
+        services=STACK_SERVICES,
+        # The project's hook imports the topology from the repo; other settings it reads
+        # (RESOURCE_PREFIX, ...) come from the environment as it is.
+        extra_env={"PUBSUB_SOURCE": str(root), "PUBSUB_HOME": str(root)},
     )
     # Both unwind through `finally`: LocalStack runs in its own session and would outlive us.
     # SIGINT explicitly too: a shell starting us in the background leaves it ignored.

@@ -109,6 +109,7 @@ def start_dev(tmp_path: Path) -> Iterator[StartDev]:
             "PUBSUB_LOG_DIR": str(tmp_path / "log"),
             "RESOURCE_PREFIX": "devtest",
             "MARKER_DIR": str(tmp_path),
+            "ENV_FILE": "",  # keep a developer's .env out
         }
         output = tmp_path / "dev.out"
         args = ["--conf", conf_path, "--state-dir", tmp_path / "state", "--init-dir", init.parent]
