@@ -13,7 +13,7 @@ EMULATOR_VENV := .venv-localstack
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: help venv emulator-venv dev test test-unit test-integration lint fmt typecheck provision clean
+.PHONY: help venv emulator-venv dev test test-unit test-integration lint fmt typecheck provision clean bench bench-quick
 
 help: ## Show the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -50,6 +50,12 @@ typecheck: venv ## mypy (strict)
 
 test-unit: venv ## Unit tests only (no emulator)
 	$(VENV)/bin/pytest tests/unit
+
+bench: venv emulator-venv ## Consumer drain benchmark, 3000 messages per queue (results in bench/results/)
+	$(VENV)/bin/python -m bench
+
+bench-quick: venv emulator-venv ## The same benchmark on 300-message queues (a few minutes)
+	$(VENV)/bin/python -m bench --quick
 
 clean: ## Remove virtualenvs and runtime state
 	rm -rf .uv $(VENV) $(EMULATOR_VENV) var
