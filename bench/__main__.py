@@ -132,7 +132,13 @@ def main(argv: list[str]) -> int:
     total = len(specs) * len(HANDLERS) * args.repeat
     try:
         with emulator(args.endpoint, workdir) as (endpoint, emulator_pid):
-            harness = Harness(endpoint, workdir / "runs", emulator_pid=emulator_pid, say=say)
+            harness = Harness(
+                endpoint,
+                workdir / "runs",
+                logdir=args.out / "logs",
+                emulator_pid=emulator_pid,
+                say=say,
+            )
             document_meta = meta(args, endpoint, messages, timeout)
             try:
                 for repeat in range(args.repeat):

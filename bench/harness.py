@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -133,10 +134,17 @@ class Harness:
     """Runs specs against one emulator, one fresh queue per run."""
 
     def __init__(
-        self, endpoint_url: str, workdir: Path, *, emulator_pid: int | None, say: Say
+        self,
+        endpoint_url: str,
+        workdir: Path,
+        *,
+        logdir: Path,
+        emulator_pid: int | None,
+        say: Say,
     ) -> None:
         self.endpoint_url = endpoint_url
         self.workdir = workdir
+        self.logdir = logdir
         self.emulator_pid = emulator_pid
         self.say = say
         self.sqs = sqs_client(endpoint_url)
@@ -171,6 +179,11 @@ class Harness:
         finally:
             with contextlib.suppress(Exception):
                 self.sqs.delete_queue(QueueUrl=queue_url)
+        if result.status != "ok" and (rundir / "worker.log").exists():
+            # The work dir goes away with the run; keep what the worker said.
+            self.logdir.mkdir(parents=True, exist_ok=True)
+            kept = shutil.copy(rundir / "worker.log", self.logdir / f"{name}.log")
+            self.say(f"  worker log kept in {kept}")
         return result
 
     def _prefill(self, spec: Spec, env: WorkerEnv, messages: int) -> None:
@@ -202,7 +215,7 @@ class Harness:
                     break
                 now = time.monotonic()
                 if proc.poll() is not None:
-                    result.detail = f"worker exited with {proc.returncode}; see {rundir}"
+                    result.detail = f"worker exited with {proc.returncode}"
                     break
                 if now - started > load.timeout_s:
                     result.status = "timeout"

@@ -183,9 +183,15 @@ def plot(path: Path, rows: Sequence[Row], handlers: Sequence[str], title: str) -
         bars = ax.barh(ys, rates, height=height, label=handler)
         for bar, row, rate in zip(bars, rows, rates, strict=True):
             cell = row.cells.get(handler)
+            y = bar.get_y() + height / 2
             if rate:
                 flag = "" if cell is not None and cell.status == "ok" else "*"
-                ax.text(rate, bar.get_y() + height / 2, f" {rate:,.0f}{flag}", va="center")
+                ax.text(rate, y, f" {rate:,.0f}{flag}", va="center")
+            elif cell is not None:
+                # Nothing to draw: say why at the axis instead of leaving a silent gap.
+                ax.text(
+                    0.005, y, f" {cell.status}", va="center", transform=ax.get_yaxis_transform()
+                )
     ax.set_yticks([n + height * (len(handlers) - 1) / 2 for n in range(len(rows))], labels)
     ax.invert_yaxis()
     ax.set_xscale("log")
