@@ -126,7 +126,9 @@ def main(argv: list[str]) -> int:
     except ValueError as exc:
         say(str(exc))
         return 2
+    # Both end the run the same way; SIGINT too, as a shell may start us ignoring it.
     signal.signal(signal.SIGTERM, _raise_interrupt)
+    signal.signal(signal.SIGINT, _raise_interrupt)
     results: list[RunResult] = []
     workdir = Path(tempfile.mkdtemp(prefix="bench-"))
     total = len(specs) * len(HANDLERS) * args.repeat
