@@ -13,7 +13,7 @@ EMULATOR_VENV := .venv-localstack
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: help venv emulator-venv dev test test-unit test-integration lint fmt typecheck provision clean bench bench-quick
+.PHONY: help venv emulator-venv dev test test-unit test-integration lint fmt typecheck provision status ctl bench bench-quick clean
 
 help: ## Show the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -48,8 +48,26 @@ fmt: venv ## Format and fix what ruff can
 typecheck: venv ## mypy (strict)
 	$(VENV)/bin/mypy
 
+test: lint typecheck emulator-venv ## The whole suite: lint, types, unit and integration tests
+	$(VENV)/bin/pytest
+
 test-unit: venv ## Unit tests only (no emulator)
 	$(VENV)/bin/pytest tests/unit
+
+test-integration: venv emulator-venv ## Integration tests (they start LocalStack and supervisord)
+	$(VENV)/bin/pytest tests/integration
+
+# The same variables pubsub_supervisor/dev.py gives supervisord, so supervisorctl finds its socket.
+SUPERVISOR_ENV := PUBSUB_HOME=$(CURDIR) PUBSUB_VENV=$(CURDIR)/$(VENV) PUBSUB_RUN_DIR=$(CURDIR)/var/run PUBSUB_LOG_DIR=$(CURDIR)/var/log
+
+status: venv ## supervisorctl status of the stack `make dev` runs
+	@$(SUPERVISOR_ENV) $(VENV)/bin/supervisorctl -c supervisord.conf status
+
+ctl: venv ## Any supervisorctl command: make ctl ARGS="tail -f email_service"
+	@$(SUPERVISOR_ENV) $(VENV)/bin/supervisorctl -c supervisord.conf $(ARGS)
+
+provision: venv ## Apply the topology to AWS_ENDPOINT_URL (or real AWS when unset)
+	$(VENV)/bin/pubsub provision
 
 bench: venv emulator-venv ## Consumer drain benchmark, 3000 messages per queue (results in bench/results/)
 	$(VENV)/bin/python -m bench

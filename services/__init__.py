@@ -1,1 +1,1 @@
-"""services."""
+"""Order services and the consumer runtime they share."""

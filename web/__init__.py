@@ -1,1 +1,77 @@
-"""web."""
+"""The web app: accepts orders, shows their progress, and relays events to SNS."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from flask import Flask, Response, g, request
+from werkzeug.exceptions import HTTPException
+
+from pubsub_supervisor import logs
+from pubsub_supervisor.events import new_id
+from pubsub_supervisor.settings import Settings
+from web.context import WebContext
+
+log = logging.getLogger(__name__)
+
+#: Largest request body accepted (an order is a few hundred bytes).
+MAX_CONTENT_LENGTH = 64 * 1024
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    """Build the Flask app; tests pass their own settings."""
+    settings = settings or Settings()
+    app = Flask(__name__)
+    app.config.from_mapping(MAX_CONTENT_LENGTH=MAX_CONTENT_LENGTH, JSON_SORT_KEYS=False)
+    context = WebContext(settings)
+    app.extensions["pubsub"] = context
+    context.engine  # noqa: B018 - create the schema before the first request
+
+    from web import api, health
+
+    app.register_blueprint(api.bp)
+    app.register_blueprint(health.bp)
+    app.register_error_handler(HTTPException, api.http_error)
+    _install_request_context(app)
+    return app
+
+
+def get_context() -> WebContext:
+    """The WebContext of the current app."""
+    from flask import current_app
+
+    context: WebContext = current_app.extensions["pubsub"]
+    return context
+
+
+def _install_request_context(app: Flask) -> None:
+    @app.before_request
+    def _start() -> None:
+        # A trace id starts here (or is continued from the caller) and travels with
+        # the order's events through SNS and SQS into every service's logs.
+        incoming = request.headers.get("X-Trace-Id", "")
+        g.trace_id = incoming if incoming.isalnum() and len(incoming) <= 64 else new_id()
+        g.started = time.perf_counter()
+        g.log_scope = logs.bound(trace_id=g.trace_id)
+        g.log_scope.__enter__()
+
+    @app.after_request
+    def _finish(response: Response) -> Response:
+        response.headers["X-Trace-Id"] = g.get("trace_id", "")
+        extra: dict[str, Any] = {
+            "method": request.method,
+            "path": request.path,
+            "status": response.status_code,
+            "ms": round((time.perf_counter() - g.get("started", time.perf_counter())) * 1000, 2),
+        }
+        if request.path not in ("/healthz", "/readyz"):
+            log.info("request", extra=extra)
+        return response
+
+    @app.teardown_request
+    def _end(_error: BaseException | None) -> None:
+        scope = g.pop("log_scope", None)
+        if scope is not None:
+            scope.__exit__(None, None, None)

@@ -1,0 +1,98 @@
+"""The one settings object: every program reads its configuration here, once, at start."""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from pubsub_supervisor.topology import Topology, build_topology
+
+SERVICE_NAMES: tuple[str, ...] = ("email", "inventory", "analytics")
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    """Configuration from the environment and `.env`; see `.env.example` for each field."""
+
+    # ENV_FILE picks another file (empty: none), e.g. to keep tests off a developer's .env.
+    model_config = SettingsConfigDict(
+        env_file=os.environ.get("ENV_FILE", ".env") or None, extra="ignore", frozen=True
+    )
+
+    #: Unset means real AWS; set it to the emulator (LocalStack: http://127.0.0.1:4566).
+    aws_endpoint_url: str | None = None
+    aws_region: str = Field(
+        default="us-east-1",
+        validation_alias=AliasChoices("AWS_REGION", "AWS_DEFAULT_REGION"),
+    )
+    #: Every AWS resource name starts with this prefix (one prefix per environment).
+    resource_prefix: str = "pubsub"
+    #: Receives before SQS moves a message to its dead-letter queue.
+    max_receive_count: int = Field(default=5, ge=1, le=1000)
+    #: Visibility timeout of the service queues, in seconds.
+    queue_visibility_timeout: int = Field(default=30, ge=1, le=43200)
+
+    web_host: str = "127.0.0.1"
+    web_port: int = Field(default=3000, ge=1, le=65535)
+    web_workers: int = Field(default=1, ge=1, le=64)
+    web_threads: int = Field(default=8, ge=1, le=256)
+
+    #: Directory for the SQLite files of the web and each service.
+    data_dir: Path = ROOT / "var" / "data"
+    #: Product catalog shared by the web (prices) and inventory (initial stock).
+    catalog_path: Path = ROOT / "pubsub_supervisor" / "catalog.json"
+
+    #: Sender address of confirmation emails (a verified SES identity).
+    email_sender: str = "orders@example.com"
+
+    #: Worker threads per consumer process.
+    consumer_concurrency: int = Field(default=8, ge=1, le=256)
+    #: Long-poll wait per ReceiveMessage call, in seconds (20 is the SQS maximum).
+    consumer_wait_seconds: int = Field(default=20, ge=0, le=20)
+
+    #: Outbox relay: seconds between polls of the outbox when it is idle.
+    outbox_poll_interval: float = Field(default=0.1, gt=0, le=60)
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    #: Program name written in every log line; supervisord sets it per program.
+    program_name: str = "pubsub"
+
+    @field_validator("aws_endpoint_url", mode="before")
+    @classmethod
+    def _blank_endpoint_means_aws(cls, value: object) -> object:
+        """An empty AWS_ENDPOINT_URL (as in `AWS_ENDPOINT_URL=`) means real AWS."""
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
+    @field_validator("resource_prefix")
+    @classmethod
+    def _prefix_is_a_valid_name(cls, value: str) -> str:
+        """Queue and topic names allow letters, digits, '-' and '_' only."""
+        if not value or not all(c.isalnum() or c in "-_" for c in value) or len(value) > 40:
+            raise ValueError(
+                "RESOURCE_PREFIX must be 1-40 letters, digits, '-' or '_' "
+                f"(got {value!r}); it starts every SNS topic and SQS queue name"
+            )
+        return value
+
+    @cached_property
+    def topology(self) -> Topology:
+        """The AWS resources this configuration names."""
+        return build_topology(
+            prefix=self.resource_prefix,
+            services=SERVICE_NAMES,
+            max_receive_count=self.max_receive_count,
+            visibility_timeout=self.queue_visibility_timeout,
+            email_identities=(self.email_sender,),
+        )
+
+    def database_url(self, store: str) -> str:
+        """SQLAlchemy URL of one store (`web`, `email`, `inventory`, `analytics`)."""
+        return f"sqlite:///{self.data_dir / f'{store}.sqlite3'}"

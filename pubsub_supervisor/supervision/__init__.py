@@ -1,0 +1,1 @@
+"""supervisord event listeners: stop on FATAL, and forward program logs to the console."""

@@ -1,0 +1,1 @@
+"""The analytics service: running aggregates of the orders placed, each counted once."""

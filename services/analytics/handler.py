@@ -1,0 +1,130 @@
+"""Keep running aggregates (orders, revenue, units per SKU, orders per minute), once per event."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import (
+    Column,
+    Connection,
+    Engine,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    func,
+    insert,
+    select,
+    update,
+)
+
+from pubsub_supervisor import db
+from pubsub_supervisor.aws import AwsClients
+from pubsub_supervisor.db import make_engine
+from pubsub_supervisor.events import OrderCreated, utcnow
+from pubsub_supervisor.settings import Settings
+from services import idempotency
+from services.idempotency import Outcome
+
+metadata = MetaData()
+totals = Table(
+    "totals",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("orders", Integer, nullable=False),
+    Column("revenue_cents", Integer, nullable=False),
+    Column("units", Integer, nullable=False),
+)
+units_by_sku = Table(
+    "units_by_sku",
+    metadata,
+    Column("sku", String(64), primary_key=True),
+    Column("units", Integer, nullable=False),
+)
+orders_per_minute = Table(
+    "orders_per_minute",
+    metadata,
+    Column("minute", String(16), primary_key=True),  # "2026-11-27T09:41"
+    Column("orders", Integer, nullable=False),
+)
+
+#: How many recent minutes the summary reports.
+SUMMARY_MINUTES = 60
+
+
+def _upsert_add(conn: Connection, table: Table, key: str, value: str, column: str, n: int) -> None:
+    result = conn.execute(
+        update(table).where(table.c[key] == value).values({column: table.c[column] + n})
+    )
+    if result.rowcount == 0:
+        conn.execute(insert(table).values({key: value, column: n}))
+
+
+class AnalyticsService:
+    """Counts each order once; reports the running summary with every outcome."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        metadata.create_all(engine)
+        idempotency.create_schema(engine)
+
+    @classmethod
+    def build(cls, settings: Settings, _clients: AwsClients) -> AnalyticsService:
+        """From the settings."""
+        return cls(make_engine(settings.database_url("analytics")))
+
+    def __call__(self, event: OrderCreated) -> Outcome:
+        """Add the order to the aggregates unless it was counted already."""
+        outcome, _first = idempotency.once(
+            self.engine, event.event_id, event.order_id, lambda conn: self._count(conn, event)
+        )
+        return outcome
+
+    def _count(self, conn: Connection, event: OrderCreated) -> Outcome:
+        units = sum(item.quantity for item in event.items)
+        changed = conn.execute(
+            update(totals)
+            .where(totals.c.id == 1)
+            .values(
+                orders=totals.c.orders + 1,
+                revenue_cents=totals.c.revenue_cents + event.total_cents,
+                units=totals.c.units + units,
+            )
+        )
+        if changed.rowcount == 0:
+            conn.execute(
+                insert(totals).values(id=1, orders=1, revenue_cents=event.total_cents, units=units)
+            )
+        for item in event.items:
+            _upsert_add(conn, units_by_sku, "sku", item.sku, "units", item.quantity)
+        minute = event.occurred_at.strftime("%Y-%m-%dT%H:%M")
+        _upsert_add(conn, orders_per_minute, "minute", minute, "orders", 1)
+        return Outcome("processed", data={"summary": summary(conn)})
+
+
+def summary(conn: Connection) -> dict[str, Any]:
+    """The aggregates as the web shows them."""
+    row = conn.execute(select(totals).where(totals.c.id == 1)).first()
+    orders, revenue, units = (row.orders, row.revenue_cents, row.units) if row else (0, 0, 0)
+    since = (utcnow() - timedelta(minutes=SUMMARY_MINUTES)).strftime("%Y-%m-%dT%H:%M")
+    per_minute = conn.execute(
+        select(orders_per_minute)
+        .where(orders_per_minute.c.minute >= since)
+        .order_by(orders_per_minute.c.minute)
+    ).all()
+    by_sku = conn.execute(select(units_by_sku).order_by(func.lower(units_by_sku.c.sku))).all()
+    return {
+        "orders": orders,
+        "revenue_cents": revenue,
+        "units": units,
+        "average_order_cents": revenue // orders if orders else 0,
+        "units_by_sku": {r.sku: r.units for r in by_sku},
+        "orders_per_minute": [{"minute": r.minute, "orders": r.orders} for r in per_minute],
+    }
+
+
+def read_summary(engine: Engine) -> dict[str, Any]:
+    """The current aggregates, read from the store."""
+    with db.read(engine) as conn:
+        return summary(conn)

@@ -1,0 +1,138 @@
+"""What every order service shares: decode the event, run the service, report the outcome.
+
+A service is a callable `(OrderCreated) -> Outcome` that makes its effect idempotent; this
+module runs it on the consumer runtime and publishes each outcome to the results topic.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol
+
+from pubsub_supervisor import logs
+from pubsub_supervisor.aws import AwsClients, arns_for, make_clients, queue_url, until_reachable
+from pubsub_supervisor.errors import ConfigError, PoisonMessage
+from pubsub_supervisor.events import (
+    OrderCreated,
+    ServiceResult,
+    decode,
+    encode,
+    message_attributes,
+    new_id,
+    unwrap_body,
+)
+from pubsub_supervisor.settings import Settings
+from services.idempotency import Outcome
+from services.runtime import Consumer, ConsumerConfig, Message
+
+if TYPE_CHECKING:
+    from mypy_boto3_sns import SNSClient
+
+log = logging.getLogger(__name__)
+
+#: Exit code for a configuration error; supervisord treats it as fatal (see exitcodes).
+EXIT_CONFIG = 2
+
+
+class OrderService(Protocol):
+    """Process one order; the effect must happen once per event id."""
+
+    def __call__(self, event: OrderCreated) -> Outcome: ...
+
+
+class ResultPublisher:
+    """Sends a service's outcome for an order back to the web."""
+
+    def __init__(self, sns: SNSClient, topic_arn: str, service: str) -> None:
+        self.sns = sns
+        self.topic_arn = topic_arn
+        self.service = service
+
+    def publish(self, order_id: str, outcome: Outcome, trace_id: str | None) -> None:
+        """Publish one result (raises if SNS refuses: the message is then retried)."""
+        result = ServiceResult(
+            order_id=order_id,
+            service=self.service,
+            status=outcome.status,
+            reason=outcome.reason,
+            data=outcome.data,
+            trace_id=trace_id or new_id(),
+        )
+        self.sns.publish(
+            TopicArn=self.topic_arn,
+            Message=encode(result),
+            MessageAttributes=message_attributes(result),  # type: ignore[arg-type]
+        )
+
+
+def make_handler(service: OrderService, results: ResultPublisher) -> Callable[[Message], None]:
+    """Adapt an order service to the runtime: decode, process, report."""
+
+    def handle(message: Message) -> None:
+        event = decode(message.body)
+        if not isinstance(event, OrderCreated):
+            raise PoisonMessage(f"{results.service} does not handle {event.event_type}")
+        with logs.bound(order_id=event.order_id, event_id=event.event_id, trace_id=event.trace_id):
+            outcome = service(event)
+            results.publish(event.order_id, outcome, event.trace_id)
+            log.info(
+                "order handled",
+                extra={"status": outcome.status, "reason": outcome.reason},
+            )
+
+    return handle
+
+
+def dead_letter_reporter(results: ResultPublisher) -> Callable[[Message, str], None]:
+    """Tell the web an order's message ended in the dead-letter queue."""
+
+    def report(message: Message, reason: str) -> None:
+        try:
+            body = unwrap_body(message.body)
+        except PoisonMessage:
+            return
+        order_id = body.get("order_id")
+        if isinstance(order_id, str) and order_id:
+            results.publish(order_id, Outcome("failed", reason), body.get("trace_id"))
+
+    return report
+
+
+def run_service(
+    name: str,
+    build: Callable[[Settings, AwsClients], OrderService],
+    settings: Settings | None = None,
+) -> int:
+    """Entry point of a service program: build it, consume its queue until SIGTERM."""
+    try:
+        settings = settings or Settings()
+        logs.configure(settings.program_name or f"{name}_service", settings.log_level)
+        clients = make_clients(settings, pool=settings.consumer_concurrency + 8)
+        service = build(settings, clients)
+    except ConfigError as error:
+        log.critical("configuration error", extra={"error": str(error)})
+        return EXIT_CONFIG
+    spec = settings.topology.queue_for(name)
+    arns = until_reachable(lambda: arns_for(clients, settings.aws_region), "STS")
+    url = until_reachable(lambda: queue_url(clients, spec.name), f"queue {spec.name}")
+    results = ResultPublisher(clients.sns, arns.topic(settings.topology.results_topic), name)
+    consumer = Consumer(
+        clients.sqs,
+        url,
+        make_handler(service, results),
+        config=ConsumerConfig(
+            concurrency=settings.consumer_concurrency,
+            wait_seconds=settings.consumer_wait_seconds,
+            visibility_timeout=spec.visibility_timeout,
+        ),
+        on_dead_letter=dead_letter_reporter(results),
+    )
+    consumer.run()
+    return 0
+
+
+def main(name: str, build: Callable[[Settings, AwsClients], OrderService]) -> None:
+    """`python -m services.<name>`."""
+    sys.exit(run_service(name, build))

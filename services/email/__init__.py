@@ -1,0 +1,1 @@
+"""The email service: sends each order's confirmation through SES, once."""

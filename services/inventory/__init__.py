@@ -1,0 +1,1 @@
+"""The inventory service: reserves stock for each order, all or nothing, once."""

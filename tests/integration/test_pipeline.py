@@ -1,0 +1,208 @@
+"""The whole pipeline on a real emulator and a real supervisord tree."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import uuid
+from typing import Any
+
+import pytest
+import requests
+
+from pubsub_supervisor.aws import make_clients
+from pubsub_supervisor.emulator import NativeLocalStack
+from pubsub_supervisor.settings import Settings
+from tests.support.stack import ROOT, Api, SupervisedStack, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def email() -> str:
+    return f"buyer-{uuid.uuid4().hex[:12]}@example.com"
+
+
+def sent_emails(emulator: NativeLocalStack, to: str) -> list[dict[str, Any]]:
+    """Messages LocalStack's SES accepted for one recipient."""
+    messages = requests.get(f"{emulator.endpoint_url}/_aws/ses", timeout=10).json()["messages"]
+    return [m for m in messages if to in m["Destination"]["ToAddresses"]]
+
+
+def stack_visibility_timeout() -> int:
+    return Settings(_env_file=None).queue_visibility_timeout  # type: ignore[call-arg]
+
+
+def analytics_orders(api: Api) -> int:
+    return int(api.get("/api/analytics").json()["orders"])
+
+
+def test_ready_and_healthy(api: Api) -> None:
+    ready = api.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json()["checks"] == {"database": "ok", "sns": "ok", "sqs": "ok"}
+    assert api.get("/healthz").json() == {"status": "ok"}
+
+
+def test_order_reaches_every_service(api: Api, emulator: NativeLocalStack) -> None:
+    buyer = email()
+    before = {p["sku"]: p["stock"] for p in api.get("/api/products").json()["products"]}
+    response = api.post_order(
+        buyer, [{"sku": "MS-002", "quantity": 3}, {"sku": "CB-005", "quantity": 1}]
+    )
+    assert response.status_code == 201
+    order = api.wait_settled(response.json()["id"])
+    assert order["status"] == "processed"
+    assert {name: s["status"] for name, s in order["services"].items()} == {
+        "email": "processed",
+        "inventory": "processed",
+        "analytics": "processed",
+    }
+    assert order["published"] is True
+    # The confirmation really went through SES, once, with the order in it.
+    mails = sent_emails(emulator, buyer)
+    assert len(mails) == 1
+    assert order["id"] in mails[0]["Body"]["text_part"]
+    assert "<table>" in mails[0]["Body"]["html_part"]
+    # Inventory's reservation shows in the web's products (reported back as events).
+    after = {p["sku"]: p["stock"] for p in api.get("/api/products").json()["products"]}
+    assert after["MS-002"] <= before["MS-002"] - 3
+    summary = api.get("/api/analytics").json()
+    assert summary["orders"] >= 1
+    assert summary["units_by_sku"]["MS-002"] >= 3
+
+
+def test_short_stock_is_rejected_but_still_confirmed_and_counted(
+    api: Api, emulator: NativeLocalStack
+) -> None:
+    buyer = email()
+    response = api.post_order(buyer, [{"sku": "LE-007", "quantity": 500}])
+    assert response.status_code == 201
+    order = api.wait_settled(response.json()["id"])
+    inventory = order["services"]["inventory"]
+    assert inventory["status"] == "rejected"
+    assert "insufficient stock for LE-007" in inventory["reason"]
+    assert order["status"] == "rejected"
+    # Fan-out: email confirms receipt and analytics counts demand, whatever inventory says.
+    assert order["services"]["email"]["status"] == "processed"
+    assert order["services"]["analytics"]["status"] == "processed"
+    assert len(sent_emails(emulator, buyer)) == 1
+
+
+BAD_REQUESTS: list[tuple[dict[str, Any], int]] = [
+    ({"data": "{broken", "headers": {"Content-Type": "application/json"}}, 400),
+    ({"data": "hello", "headers": {"Content-Type": "text/plain"}}, 400),
+    ({"json": {"customer_email": "nope", "items": [{"sku": "KB-001", "quantity": 1}]}}, 422),
+    ({"json": {"customer_email": "a@example.com", "items": []}}, 422),
+    ({"json": {"customer_email": "a@example.com", "items": [{"sku": "ZZ", "quantity": 1}]}}, 422),
+    (
+        {"json": {"customer_email": "a@example.com", "items": [{"sku": "KB-001", "quantity": 0}]}},
+        422,
+    ),
+    (
+        {
+            "json": {
+                "customer_email": "a@example.com",
+                "items": [{"sku": "KB-001", "quantity": 5000}],
+            }
+        },
+        422,
+    ),
+    (
+        {
+            "json": {
+                "customer_email": "a@example.com",
+                "items": [{"sku": "KB-001", "quantity": 1}],
+                "x": 1,
+            }
+        },
+        422,
+    ),
+    ({"data": "x" * 200_000, "headers": {"Content-Type": "application/json"}}, 413),
+]
+
+
+def test_bad_requests_get_4xx_and_publish_nothing(api: Api) -> None:
+    listed_before = len(api.get("/api/orders?limit=100").json()["orders"])
+    counted_before = analytics_orders(api)
+    for kwargs, status in BAD_REQUESTS:
+        response = api.http.post(f"{api.base_url}/api/orders", timeout=10, **kwargs)
+        assert response.status_code == status, (kwargs, response.text)
+        assert response.headers["Content-Type"].startswith("application/json")
+    # A good order after the bad ones: once it is counted, anything the bad ones had
+    # published would have been counted too (the relay publishes in order).
+    good = api.post_order(email(), [{"sku": "KB-001", "quantity": 1}])
+    api.wait_settled(good.json()["id"])
+    assert analytics_orders(api) == counted_before + 1
+    assert len(api.get("/api/orders?limit=100").json()["orders"]) == min(listed_before + 1, 100)
+
+
+def test_provisioning_again_changes_nothing(stack_env: dict[str, str]) -> None:
+    env = {**os.environ, **stack_env, "ENV_FILE": ""}
+    result = subprocess.run(
+        [str(ROOT / ".venv" / "bin" / "pubsub"), "provision"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Nothing to change" in result.stdout
+    dry = subprocess.run(
+        [str(ROOT / ".venv" / "bin" / "pubsub"), "provision", "--dry-run"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert dry.returncode == 0, dry.stderr
+    assert "Nothing to change" in dry.stdout
+
+
+def test_emulator_resources_match_the_topology(stack_settings: Settings) -> None:
+    clients = make_clients(stack_settings)
+    for spec in stack_settings.topology.queues:
+        url = clients.sqs.get_queue_url(QueueName=spec.name)["QueueUrl"]
+        assert url.startswith(stack_settings.aws_endpoint_url or "")
+        attrs = clients.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+        assert spec.dlq_name in attrs["RedrivePolicy"]
+    identities = clients.ses.list_identities(IdentityType="EmailAddress")["Identities"]
+    assert stack_settings.email_sender in identities
+
+
+def test_supervisord_restarts_a_program_that_dies(stack: SupervisedStack, api: Api) -> None:
+    state, pid = stack.status()["inventory_service"]
+    assert state == "RUNNING"
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+
+    def restarted() -> bool:
+        new_state, new_pid = stack.status()["inventory_service"]
+        return new_state == "RUNNING" and new_pid not in (None, pid)
+
+    wait_for(restarted, 30, "supervisord to restart inventory_service")
+    order = api.post_order(email(), [{"sku": "HD-004", "quantity": 1}])
+    # The killed process may have left a long poll open on the emulator, which can still
+    # take the next message: that message comes back when its visibility timeout ends.
+    settled = api.wait_settled(order.json()["id"], timeout=stack_visibility_timeout() + 30)
+    assert settled["services"]["inventory"]["status"] == "processed"
+
+
+def test_one_trace_id_follows_the_order_everywhere(stack: SupervisedStack, api: Api) -> None:
+    response = api.post_order(email(), [{"sku": "LT-006", "quantity": 1}])
+    trace_id = response.headers["X-Trace-Id"]
+    order_id = response.json()["id"]
+    api.wait_settled(order_id)
+
+    def logged_everywhere() -> bool:
+        return all(
+            trace_id in stack.log_text(program)
+            for program in ("web", "email_service", "inventory_service", "analytics_service")
+        )
+
+    wait_for(logged_everywhere, 10, f"trace {trace_id} in every program's log")
+    for program in ("email_service", "inventory_service", "analytics_service"):
+        lines = [line for line in stack.log_text(program).splitlines() if trace_id in line]
+        assert any(order_id in line for line in lines), program

@@ -1,0 +1,1 @@
+"""Helpers the integration, fault and browser tiers share."""

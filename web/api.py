@@ -1,0 +1,89 @@
+"""The JSON API: orders, products and analytics."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Response, abort, g, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from web import get_context, store
+from web.validation import validate_order
+
+bp = Blueprint("api", __name__, url_prefix="/api")
+
+DEFAULT_PAGE = 20
+MAX_PAGE = 100
+
+
+def _error(status: int, message: str, **extra: Any) -> tuple[Response, int]:
+    return jsonify({"error": message, **extra}), status
+
+
+def http_error(error: HTTPException) -> tuple[Response, int]:
+    """Every API error is JSON, never an HTML page (registered on the app: routing
+    errors such as 404 and 405 happen before a blueprint is chosen)."""
+    return _error(error.code or 500, error.description or error.name)
+
+
+@bp.post("/orders")
+def create_order() -> tuple[Response, int]:
+    """Accept an order: validate, store it with its event, answer 201.
+
+    :raise 400: malformed JSON or not `application/json`.
+    :raise 422: a field is invalid (`errors` lists each one).
+    """
+    if not request.is_json:
+        return _error(400, "Content-Type must be application/json")
+    payload = request.get_json(silent=True)
+    if payload is None:
+        return _error(400, "request body is not valid JSON")
+    context = get_context()
+    order, errors = validate_order(payload, context.catalog)
+    if order is None:
+        return jsonify({"errors": errors}), 422
+    event = store.place_order(context.engine, order, context.catalog, g.trace_id)
+    body = store.get_order(context.engine, event.order_id)
+    response = jsonify(body)
+    response.headers["Location"] = f"/api/orders/{event.order_id}"
+    return response, 201
+
+
+@bp.get("/orders/<order_id>")
+def get_order(order_id: str) -> Response:
+    """One order with each service's status.
+
+    :raise 404: no order has this id.
+    """
+    order = store.get_order(get_context().engine, order_id)
+    if order is None:
+        abort(404, f"order {order_id} does not exist")
+    return jsonify(order)
+
+
+@bp.get("/orders")
+def list_orders() -> Response | tuple[Response, int]:
+    """Newest orders first; `?limit=` (1-100) and `?before=` (the `next` cursor)."""
+    try:
+        limit = int(request.args.get("limit", DEFAULT_PAGE))
+        before = int(request.args["before"]) if "before" in request.args else None
+    except ValueError:
+        return _error(400, "limit and before must be integers")
+    if not 1 <= limit <= MAX_PAGE:
+        return _error(400, f"limit must be between 1 and {MAX_PAGE}")
+    page, next_cursor = store.list_orders(get_context().engine, limit, before)
+    return jsonify({"orders": page, "next": next_cursor})
+
+
+@bp.get("/products")
+def products() -> Response:
+    """The catalog with current stock."""
+    context = get_context()
+    return jsonify({"products": store.products(context.engine, context.catalog)})
+
+
+@bp.get("/analytics")
+def analytics() -> Response:
+    """The running aggregates the analytics service last reported."""
+    summary = store.analytics(get_context().engine)
+    return jsonify(summary or {"orders": 0, "revenue_cents": 0, "units_by_sku": {}})

@@ -1,0 +1,26 @@
+"""gunicorn settings, from the project's settings (`gunicorn -c python:web.gunicorn_conf`)."""
+
+from pubsub_supervisor import logs
+from pubsub_supervisor.settings import Settings
+
+_settings = Settings()
+
+bind = f"{_settings.web_host}:{_settings.web_port}"
+workers = _settings.web_workers
+worker_class = "gthread"
+threads = _settings.web_threads
+# Requests are short; a worker stuck this long is restarted by the arbiter.
+timeout = 30
+# On SIGTERM, let requests in flight finish (fits inside supervisord's stopwaitsecs).
+graceful_timeout = 10
+accesslog = None  # the app logs each request as JSON, with its trace id
+errorlog = "-"
+proc_name = "pubsub-web"
+# Refuse absurd headers before they reach Flask.
+limit_request_line = 8190
+limit_request_fields = 100
+
+
+def post_fork(_server: object, _worker: object) -> None:
+    """Each worker logs JSON under the program's name."""
+    logs.configure(_settings.program_name, _settings.log_level)

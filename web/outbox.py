@@ -1,0 +1,154 @@
+"""The outbox relay: publishes committed events to SNS in batches, retrying with backoff."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Engine, func, select, update
+
+from pubsub_supervisor import db
+from pubsub_supervisor.events import utcnow
+from web.schema import outbox
+
+if TYPE_CHECKING:
+    from mypy_boto3_sns import SNSClient
+
+log = logging.getLogger(__name__)
+
+#: Largest PublishBatch SNS accepts.
+PUBLISH_BATCH = 10
+#: Retry delays grow 1 s, 2 s, 4 s ... up to this.
+MAX_BACKOFF_SECONDS = 60
+
+
+class OutboxRelay:
+    """Moves pending outbox rows to SNS; safe to stop at any point (at-least-once)."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        sns: SNSClient,
+        topic_arns: Mapping[str, str],
+        *,
+        poll_interval: float = 0.1,
+        on_published: Callable[[int], None] | None = None,
+        on_failed: Callable[[int], None] | None = None,
+    ) -> None:
+        self.engine = engine
+        self.sns = sns
+        self.topic_arns = dict(topic_arns)
+        self.poll_interval = poll_interval
+        self.on_published = on_published
+        self.on_failed = on_failed
+        self._stopping = threading.Event()
+        self._failures = 0
+
+    def stop(self) -> None:
+        """Finish the batch in hand, then return from `run()`."""
+        self._stopping.set()
+
+    def run(self) -> None:
+        """Publish until stopped; poll quickly while there is work, back off while SNS fails."""
+        log.info("outbox relay started")
+        while not self._stopping.is_set():
+            try:
+                published = self.relay_once()
+            except Exception as error:
+                # The store itself failed (locked, disk): wait and try again.
+                log.warning("outbox relay pass failed", extra={"error": str(error)})
+                published = 0
+                self._failures += 1
+            if published == PUBLISH_BATCH:
+                continue
+            delay = self.poll_interval if self._failures == 0 else self._backoff()
+            self._stopping.wait(delay)
+        log.info("outbox relay stopped")
+
+    def _backoff(self) -> float:
+        return float(min(MAX_BACKOFF_SECONDS, 2 ** min(self._failures - 1, 10)))
+
+    def pending(self) -> int:
+        """Rows not yet published (the backlog)."""
+        with db.read(self.engine) as conn:
+            query = select(func.count()).select_from(outbox).where(outbox.c.published_at.is_(None))
+            return int(conn.execute(query).scalar_one())
+
+    def relay_once(self) -> int:
+        """Publish up to one batch of due rows; returns how many were published."""
+        now = utcnow()
+        with db.read(self.engine) as conn:
+            rows = conn.execute(
+                select(outbox)
+                .where(outbox.c.published_at.is_(None))
+                .where(outbox.c.next_attempt_at <= now)
+                .order_by(outbox.c.seq)
+                .limit(PUBLISH_BATCH)
+            ).all()
+        if not rows:
+            return 0
+        by_topic: dict[str, list[Any]] = {}
+        for row in rows:
+            by_topic.setdefault(row.topic, []).append(row)
+        published = 0
+        for topic, topic_rows in by_topic.items():
+            published += self._publish(topic, topic_rows)
+        return published
+
+    def _publish(self, topic: str, rows: list[Any]) -> int:
+        entries: list[Any] = [
+            {
+                "Id": str(row.seq),
+                "Message": row.body,
+                "MessageAttributes": json.loads(row.attributes),
+            }
+            for row in rows
+        ]
+        try:
+            response = self.sns.publish_batch(
+                TopicArn=self.topic_arns[topic], PublishBatchRequestEntries=entries
+            )
+        except Exception as error:
+            self._failures += 1
+            self._mark_failed({row.seq: str(error) for row in rows}, rows)
+            log.warning(
+                "publish failed; events stay in the outbox",
+                extra={"error": str(error), "count": len(rows), "retry_in": self._backoff()},
+            )
+            return 0
+        failed = {int(f["Id"]): f.get("Message", f.get("Code", "")) for f in response["Failed"]}
+        ok = [row.seq for row in rows if row.seq not in failed]
+        if ok:
+            with db.write(self.engine) as conn:
+                conn.execute(
+                    update(outbox).where(outbox.c.seq.in_(ok)).values(published_at=utcnow())
+                )
+            self._failures = 0
+            if self.on_published:
+                self.on_published(len(ok))
+        if failed:
+            self._failures += 1
+            self._mark_failed(failed, rows)
+        return len(ok)
+
+    def _mark_failed(self, errors: Mapping[int, str], rows: list[Any]) -> None:
+        if self.on_failed:
+            self.on_failed(len(errors))
+        now = utcnow()
+        with db.write(self.engine) as conn:
+            for row in rows:
+                if row.seq in errors:
+                    delay = min(MAX_BACKOFF_SECONDS, 2 ** min(row.attempts, 10))
+                    conn.execute(
+                        update(outbox)
+                        .where(outbox.c.seq == row.seq)
+                        .values(
+                            attempts=row.attempts + 1,
+                            next_attempt_at=now + timedelta(seconds=delay),
+                            last_error=errors[row.seq][:500],
+                        )
+                    )

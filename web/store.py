@@ -1,0 +1,238 @@
+"""Reads and writes of the web's store: an order and its event commit together."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine, insert, select, update
+
+from pubsub_supervisor import db
+from pubsub_supervisor.catalog import Product
+from pubsub_supervisor.events import (
+    OrderCreated,
+    OrderItem,
+    ServiceResult,
+    encode,
+    message_attributes,
+    new_id,
+    utcnow,
+)
+from pubsub_supervisor.settings import SERVICE_NAMES
+from web.schema import (
+    analytics_snapshot,
+    metadata,
+    order_items,
+    order_services,
+    orders,
+    outbox,
+    product_stock,
+)
+from web.validation import OrderIn
+
+#: Outbox topic key of order events (the relay maps it to the topic ARN).
+ORDER_EVENTS = "order_events"
+
+#: A service's final statuses; only a redriven `failed` may still change.
+_FINAL = ("processed", "rejected")
+
+
+def create_schema(engine: Engine) -> None:
+    """Create missing tables."""
+    metadata.create_all(engine)
+
+
+def place_order(
+    engine: Engine, request: OrderIn, catalog: dict[str, Product], trace_id: str
+) -> OrderCreated:
+    """Store the order, its pending statuses and its `order.created` event in one transaction."""
+    items = tuple(
+        OrderItem(
+            sku=line.sku,
+            name=catalog[line.sku].name,
+            quantity=line.quantity,
+            unit_price_cents=catalog[line.sku].price_cents,
+        )
+        for line in request.items
+    )
+    event = OrderCreated(
+        order_id=new_id(),
+        customer_email=str(request.customer_email),
+        items=items,
+        trace_id=trace_id,
+    )
+    now = event.occurred_at
+    with db.write(engine) as conn:
+        conn.execute(
+            insert(orders).values(
+                id=event.order_id,
+                customer_email=event.customer_email,
+                total_cents=event.total_cents,
+                created_at=now,
+                trace_id=trace_id,
+            )
+        )
+        conn.execute(
+            insert(order_items),
+            [
+                {"order_id": event.order_id, "line": i, **item.model_dump()}
+                for i, item in enumerate(items)
+            ],
+        )
+        conn.execute(
+            insert(order_services),
+            [
+                {"order_id": event.order_id, "service": s, "status": "pending", "updated_at": now}
+                for s in SERVICE_NAMES
+            ],
+        )
+        conn.execute(
+            insert(outbox).values(
+                event_id=event.event_id,
+                aggregate_id=event.order_id,
+                topic=ORDER_EVENTS,
+                body=encode(event),
+                attributes=json.dumps(message_attributes(event)),
+                created_at=now,
+                attempts=0,
+                next_attempt_at=now,
+            )
+        )
+    return event
+
+
+def overall_status(services: dict[str, dict[str, Any]]) -> str:
+    """One word for the whole order, from each service's status."""
+    statuses = {s["status"] for s in services.values()}
+    if "failed" in statuses:
+        return "failed"
+    if "rejected" in statuses:
+        return "rejected" if statuses <= {"processed", "rejected"} else "pending"
+    if statuses == {"processed"}:
+        return "processed"
+    return "pending"
+
+
+def _iso(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    # SQLite hands datetimes back without their zone; every stored time is UTC.
+    return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
+
+
+def _order_json(conn: Connection, row: Any) -> dict[str, Any]:
+    items = conn.execute(
+        select(order_items).where(order_items.c.order_id == row.id).order_by(order_items.c.line)
+    ).all()
+    services = {
+        s.service: {"status": s.status, "reason": s.reason, "updated_at": _iso(s.updated_at)}
+        for s in conn.execute(select(order_services).where(order_services.c.order_id == row.id))
+    }
+    published = conn.execute(
+        select(outbox.c.published_at).where(outbox.c.aggregate_id == row.id).limit(1)
+    ).scalar()
+    return {
+        "id": row.id,
+        "status": overall_status(services),
+        "customer_email": row.customer_email,
+        "total_cents": row.total_cents,
+        "created_at": _iso(row.created_at),
+        "trace_id": row.trace_id,
+        "published": published is not None,
+        "items": [
+            {
+                "sku": i.sku,
+                "name": i.name,
+                "quantity": i.quantity,
+                "unit_price_cents": i.unit_price_cents,
+            }
+            for i in items
+        ],
+        "services": services,
+    }
+
+
+def get_order(engine: Engine, order_id: str) -> dict[str, Any] | None:
+    """An order with its items and per-service status, or None."""
+    with db.read(engine) as conn:
+        row = conn.execute(select(orders).where(orders.c.id == order_id)).first()
+        return _order_json(conn, row) if row else None
+
+
+def list_orders(
+    engine: Engine, limit: int, before: int | None
+) -> tuple[list[dict[str, Any]], int | None]:
+    """Newest orders first; returns the page and the cursor of the next page."""
+    query = select(orders).order_by(orders.c.seq.desc()).limit(limit + 1)
+    if before is not None:
+        query = query.where(orders.c.seq < before)
+    with db.read(engine) as conn:
+        rows = conn.execute(query).all()
+        page = [_order_json(conn, r) for r in rows[:limit]]
+    next_cursor = rows[limit - 1].seq if len(rows) > limit else None
+    return page, next_cursor
+
+
+def apply_result(engine: Engine, result: ServiceResult) -> bool:
+    """Record a service's outcome; returns False for an unknown order."""
+    with db.write(engine) as conn:
+        if conn.execute(select(orders.c.id).where(orders.c.id == result.order_id)).first() is None:
+            return False
+        query = (
+            update(order_services)
+            .where(order_services.c.order_id == result.order_id)
+            .where(order_services.c.service == result.service)
+        )
+        if result.status == "failed":
+            query = query.where(order_services.c.status.not_in(_FINAL))
+        conn.execute(query.values(status=result.status, reason=result.reason, updated_at=utcnow()))
+        _apply_projections(conn, result)
+    return True
+
+
+def _apply_projections(conn: Connection, result: ServiceResult) -> None:
+    stock = result.data.get("stock")
+    if result.service == "inventory" and isinstance(stock, dict):
+        for sku, remaining in stock.items():
+            current = conn.execute(
+                select(product_stock.c.stock).where(product_stock.c.sku == sku)
+            ).scalar()
+            if current is None:
+                conn.execute(insert(product_stock).values(sku=sku, stock=int(remaining)))
+            elif int(remaining) < current:  # stock only goes down: ignore stale reports
+                conn.execute(
+                    update(product_stock)
+                    .where(product_stock.c.sku == sku)
+                    .values(stock=int(remaining))
+                )
+    summary = result.data.get("summary")
+    if result.service == "analytics" and isinstance(summary, dict):
+        count = int(summary.get("orders", 0))
+        current = conn.execute(
+            select(analytics_snapshot.c.orders).where(analytics_snapshot.c.id == 1)
+        ).scalar()
+        values = {"orders": count, "data": json.dumps(summary), "updated_at": utcnow()}
+        if current is None:
+            conn.execute(insert(analytics_snapshot).values(id=1, **values))
+        elif count >= current:  # keep the newest summary when results arrive out of order
+            conn.execute(
+                update(analytics_snapshot).where(analytics_snapshot.c.id == 1).values(**values)
+            )
+
+
+def products(engine: Engine, catalog: dict[str, Product]) -> list[dict[str, Any]]:
+    """The catalog with the latest stock inventory reported."""
+    with db.read(engine) as conn:
+        rows = conn.execute(select(product_stock.c.sku, product_stock.c.stock)).all()
+        stock = {sku: level for sku, level in rows}
+    return [{**p.model_dump(), "stock": stock.get(p.sku, p.stock)} for p in catalog.values()]
+
+
+def analytics(engine: Engine) -> dict[str, Any] | None:
+    """The latest summary the analytics service reported, if any."""
+    with db.read(engine) as conn:
+        row = conn.execute(select(analytics_snapshot).where(analytics_snapshot.c.id == 1)).first()
+    if row is None:
+        return None
+    return {**json.loads(row.data), "reported_at": _iso(row.updated_at)}
