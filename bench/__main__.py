@@ -25,9 +25,9 @@ from typing import Any
 
 from bench import payload
 from bench.contenders.specs import CONTENDERS, select
-from bench.emulator import LocalStack
 from bench.harness import Harness, RunResult, Workload
 from bench.report import build_rows, format_table, plot, to_json, write_json
+from pubsub_supervisor.emulator import NativeLocalStack, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 #: The handlers every contender runs: a no-op, and a 5 ms sleep standing in for I/O.
@@ -76,7 +76,15 @@ def emulator(endpoint: str | None, state_root: Path) -> Iterator[tuple[str, int 
             raise SystemExit("--endpoint must be on 127.0.0.1")
         yield endpoint, None
         return
-    localstack = LocalStack(venv=ROOT / ".venv-localstack", state_dir=state_root / "localstack")
+    # No init hooks: every run makes its own queues, and the project's topology is not needed.
+    init_dir = state_root / "init"
+    (init_dir / "ready.d").mkdir(parents=True)
+    localstack = NativeLocalStack(
+        port=free_port(),
+        state_dir=state_root / "localstack",
+        init_dir=init_dir,
+        venv=ROOT / ".venv-localstack",
+    )
     say(f"starting native LocalStack on {localstack.endpoint_url} ...")
     started = time.monotonic()
     localstack.start()
@@ -111,6 +119,7 @@ def meta(args: argparse.Namespace, endpoint: str, messages: int, timeout: float)
         "emulator": {"kind": "localstack (native)", "version": emulator_version},
         "python": platform.python_version(),
         "cpus": os.cpu_count(),
+        "load_avg_at_start": os.getloadavg()[0],
         "machine": platform.machine(),
         "libraries": versions,
     }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -32,6 +33,8 @@ PROGRESS_S = 2.0
 STOP_GRACE_S = 5.0
 #: Longer than any drain, so no message is redelivered while a worker holds it.
 VISIBILITY_TIMEOUT_S = 300
+#: Deliveries before a message is dead-lettered; no handler here fails, so none is.
+MAX_RECEIVE_COUNT = 5
 
 Say = Callable[[str], None]
 
@@ -55,7 +58,7 @@ class RunResult:
     summary: str
     handler: str
     messages: int
-    #: ok | timeout | failed | skipped
+    #: ok | timeout | failed
     status: str
     detail: str = ""
     handled: int = 0
@@ -66,6 +69,8 @@ class RunResult:
     rate: float | None = None
     worker_cpu_s: float | None = None
     emulator_cpu_s: float | None = None
+    #: The machine's 1-minute load average as the worker started: the machine may be shared.
+    load_avg: float | None = None
 
 
 class Children:
@@ -155,16 +160,9 @@ class Harness:
         result = RunResult(
             spec.contender, spec.setting, spec.summary, load.handler, load.messages, "failed"
         )
-        reason = spec.unavailable()
-        if reason:
-            result.status, result.detail = "skipped", reason
-            self.say(f"  skipped: {reason}")
-            return result
         name = f"bench_{spec.contender}_{spec.setting}_{load.handler}_{uuid.uuid4().hex[:8]}"
         name = "".join(c if c.isalnum() else "_" for c in name)
-        queue_url = self.sqs.create_queue(
-            QueueName=name, Attributes={"VisibilityTimeout": str(VISIBILITY_TIMEOUT_S)}
-        )["QueueUrl"]
+        queue_url, dlq_url = self._create_queue(name)
         rundir = self.workdir / name
         rundir.mkdir(parents=True)
         env = WorkerEnv(
@@ -173,18 +171,36 @@ class Harness:
         try:
             self._prefill(spec, env, load.messages)
             self._drain(spec, env, load, rundir, result)
-        except Exception as exc:  # noqa: BLE001 - one broken contender must not end the run
+        except Exception as exc:  # one broken contender must not end the whole benchmark
             result.status, result.detail = "failed", f"{type(exc).__name__}: {exc}"
             self.say(f"  failed: {result.detail}")
         finally:
-            with contextlib.suppress(Exception):
-                self.sqs.delete_queue(QueueUrl=queue_url)
+            for url in (queue_url, dlq_url):
+                with contextlib.suppress(Exception):
+                    self.sqs.delete_queue(QueueUrl=url)
         if result.status != "ok" and (rundir / "worker.log").exists():
             # The work dir goes away with the run; keep what the worker said.
             self.logdir.mkdir(parents=True, exist_ok=True)
             kept = shutil.copy(rundir / "worker.log", self.logdir / f"{name}.log")
             self.say(f"  worker log kept in {kept}")
         return result
+
+    def _create_queue(self, name: str) -> tuple[str, str]:
+        """A queue with a dead-letter queue, as the project's topology makes them."""
+        dlq_url = self.sqs.create_queue(QueueName=f"{name}_dlq")["QueueUrl"]
+        dlq_arn = self.sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])[
+            "Attributes"
+        ]["QueueArn"]
+        queue_url = self.sqs.create_queue(
+            QueueName=name,
+            Attributes={
+                "VisibilityTimeout": str(VISIBILITY_TIMEOUT_S),
+                "RedrivePolicy": json.dumps(
+                    {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": MAX_RECEIVE_COUNT}
+                ),
+            },
+        )["QueueUrl"]
+        return queue_url, dlq_url
 
     def _prefill(self, spec: Spec, env: WorkerEnv, messages: int) -> None:
         started = time.monotonic()
@@ -202,6 +218,7 @@ class Harness:
             spec.command(env), {**os.environ, **env.to_environ()}, rundir / "worker.log"
         )
         started = time.monotonic()
+        result.load_avg = os.getloadavg()[0]
         cpu_at_first: tuple[float | None, float | None] | None = None
         next_progress = started + PROGRESS_S
         summary = TallySummary()

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench.contenders import raw, runtime_app
+from bench.contenders import raw
 from bench.contenders.common import WorkerEnv
 
 #: Threads sending the pre-fill; its speed is not measured, only its result.
@@ -28,7 +28,6 @@ class Spec:
     prefill: Callable[[WorkerEnv, Events], None]
     command: Callable[[WorkerEnv], list[str]]
     options: dict[str, Any] = field(default_factory=dict)
-    unavailable: Callable[[], str | None] = lambda: None
 
     @property
     def key(self) -> str:
@@ -181,7 +180,6 @@ SPECS: Sequence[Spec] = (
         raw_prefill,
         _bench_worker("runtime"),
         {"config": {}},
-        runtime_app.unavailable,
     ),
     Spec(
         "runtime",
@@ -190,7 +188,6 @@ SPECS: Sequence[Spec] = (
         raw_prefill,
         _bench_worker("runtime"),
         {"config": {"concurrency": 16, "pollers": 2}},
-        runtime_app.unavailable,
     ),
 )
 
