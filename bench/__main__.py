@@ -153,7 +153,10 @@ def main(argv: list[str]) -> int:
             document_meta = meta(args, endpoint, messages, timeout)
             try:
                 for repeat in range(args.repeat):
-                    for spec in specs:
+                    # Each repeat starts further down the list, so a contender does not
+                    # always meet the same moment of a shared machine's load.
+                    shift = repeat * len(specs) // args.repeat
+                    for spec in specs[shift:] + specs[:shift]:
                         for handler, work_ms in HANDLERS:
                             n = len(results) + 1
                             say(
@@ -175,7 +178,8 @@ def main(argv: list[str]) -> int:
     say("")
     say(
         f"Consumer drain: {messages} messages of {payload.BODY_BYTES} B per queue, "
-        f"native LocalStack on 127.0.0.1, {os.cpu_count()} CPUs shared"
+        f"native LocalStack on 127.0.0.1, {os.cpu_count()} CPUs shared "
+        f"(load average {document_meta['load_avg_at_start']:.1f} at start)"
     )
     say(format_table(rows, handlers))
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")

@@ -64,6 +64,10 @@ class RunResult:
     handled: int = 0
     unique: int = 0
     acked: int = 0
+    #: Delete calls, and ReceiveMessage calls through botocore (kombu receives through
+    #: pycurl, so Celery's are not seen), up to the moment the drain was complete.
+    ack_calls: int = 0
+    receive_calls: int | None = None
     left_in_queue: int | None = None
     elapsed_s: float | None = None
     rate: float | None = None
@@ -229,6 +233,8 @@ class Harness:
                     cpu_at_first = (tree_cpu_s(proc.pid), self._emulator_cpu())
                 if len(summary.keys) >= load.messages and summary.acked >= load.messages:
                     result.status = "ok"
+                    result.ack_calls = summary.ack_calls
+                    result.receive_calls = summary.receive_calls or None
                     break
                 now = time.monotonic()
                 if proc.poll() is not None:
@@ -282,6 +288,11 @@ class Harness:
         line = f"  {result.status}: {result.unique}/{result.messages} in {elapsed} = {rate}"
         if result.handled > result.unique:
             line += f" ({result.handled - result.unique} redelivered)"
+        if result.status == "ok":
+            calls = [f"{result.ack_calls} delete calls"]
+            if result.receive_calls:
+                calls.insert(0, f"{result.receive_calls} receive calls")
+            line += f" ({', '.join(calls)})"
         if result.detail:
             line += f" - {result.detail}"
         self.say(line)

@@ -33,6 +33,10 @@ class Tally:
         if count:
             os.write(self._open(), f"A {count} {at:.6f}\n".encode())
 
+    def received(self, count: int) -> None:
+        """Record one ReceiveMessage call that returned `count` messages."""
+        os.write(self._open(), f"R {count}\n".encode())
+
 
 @dataclass
 class TallySummary:
@@ -41,6 +45,10 @@ class TallySummary:
     handled: int = 0
     keys: set[str] = field(default_factory=set)
     acked: int = 0
+    #: DeleteMessage/DeleteMessageBatch calls that deleted something.
+    ack_calls: int = 0
+    #: ReceiveMessage calls made through botocore, empty ones included.
+    receive_calls: int = 0
     first_start: float | None = None
     last_end: float | None = None
     last_ack: float | None = None
@@ -89,6 +97,9 @@ class TallyReader:
         elif parts[0] == "A":
             at = float(parts[2])
             s.acked += int(parts[1])
+            s.ack_calls += 1
             s.last_ack = at if s.last_ack is None else max(s.last_ack, at)
+        elif parts[0] == "R":
+            s.receive_calls += 1
         else:
             raise ValueError(f"unexpected tally line {line!r}")

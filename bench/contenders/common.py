@@ -86,7 +86,7 @@ def make_handler(tally: Tally, work_ms: float) -> Callable[[dict[str, Any]], Non
 
 
 def install_ack_hook(tally: Tally) -> None:
-    """Record every successful SQS delete made through botocore in this process.
+    """Record every SQS receive and successful delete made through botocore in this process.
 
     Each library deletes through its own boto3 client or resource; hooking the one
     place all their calls go through times every contender's acks the same way.
@@ -101,6 +101,8 @@ def install_ack_hook(tally: Tally) -> None:
             tally.acked(1, time.time())
         elif operation_name == "DeleteMessageBatch":
             tally.acked(len(result.get("Successful", [])), time.time())
+        elif operation_name == "ReceiveMessage":
+            tally.received(len(result.get("Messages", [])))
         return result
 
     _make_api_call._bench_hooked = True  # type: ignore[attr-defined]

@@ -105,9 +105,12 @@ def test_tally_reader_folds_lines_from_several_writers(tmp_path: Path) -> None:
     first.handled("a", 12.0, 12.1)  # a redelivery
     second.acked(2, 13.0)
     second.acked(0, 99.0)  # nothing deleted: not written
+    first.received(10)
+    first.received(0)
     reader = TallyReader(path)
     summary = reader.poll()
     assert (summary.handled, len(summary.keys), summary.acked) == (3, 2, 2)
+    assert (summary.ack_calls, summary.receive_calls) == (1, 2)
     assert summary.first_start == 9.0
     assert summary.finished_at == 13.0
     # A later poll only adds what was written since
