@@ -26,7 +26,14 @@ from typing import Any
 from bench import payload
 from bench.contenders.specs import CONTENDERS, select
 from bench.harness import Harness, RunResult, Workload
-from bench.report import build_rows, format_table, plot, to_json, write_json
+from bench.report import (
+    build_rows,
+    format_cost_table,
+    format_table,
+    plot,
+    to_json,
+    write_json,
+)
 from pubsub_supervisor.emulator import NativeLocalStack, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -182,6 +189,8 @@ def main(argv: list[str]) -> int:
         f"(load average {document_meta['load_avg_at_start']:.1f} at start)"
     )
     say(format_table(rows, handlers))
+    say("")
+    say(format_cost_table(rows, handlers[0]))
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     document = to_json(document_meta, results, rows)
     write_json(args.out / f"{stamp}.json", document)

@@ -28,6 +28,12 @@ class Cell:
     runs: int
     vs_reference: float | None = None
     vs_raw: float | None = None
+    #: Per 1000 messages, medians over the ok repeats: what the drain cost. CPU time is
+    #: less sensitive than the rate to other load on a shared machine.
+    worker_cpu_ms: float | None = None
+    emulator_cpu_ms: float | None = None
+    receive_calls: float | None = None
+    delete_calls: float | None = None
 
 
 @dataclass
@@ -40,10 +46,23 @@ class Row:
     cells: dict[str, Cell] = field(default_factory=dict)
 
 
+def _per_thousand(runs: Sequence[RunResult], attr: str, scale: float) -> float | None:
+    values = [v * scale * 1000 / r.messages for r in runs if (v := getattr(r, attr))]
+    return statistics.median(values) if values else None
+
+
 def _cell(results: Sequence[RunResult]) -> Cell:
-    ok = [r.rate for r in results if r.status == "ok" and r.rate]
-    if ok:
-        return Cell(statistics.median(ok), "ok", len(results))
+    ok_runs = [r for r in results if r.status == "ok" and r.rate]
+    if ok_runs:
+        return Cell(
+            statistics.median(r.rate for r in ok_runs if r.rate),
+            "ok",
+            len(results),
+            worker_cpu_ms=_per_thousand(ok_runs, "worker_cpu_s", 1000),
+            emulator_cpu_ms=_per_thousand(ok_runs, "emulator_cpu_s", 1000),
+            receive_calls=_per_thousand(ok_runs, "receive_calls", 1),
+            delete_calls=_per_thousand(ok_runs, "ack_calls", 1),
+        )
     partial = [r.rate for r in results if r.status == "timeout" and r.rate]
     rate = statistics.median(partial) if partial else None
     return Cell(rate, results[-1].status, len(results))
@@ -148,6 +167,41 @@ def format_table(rows: Sequence[Row], handlers: Sequence[str]) -> str:
         f"vs raw: rate / fastest {RAW_CEILING} loop (same handler, same run)"
     )
     return "\n".join([*out, "", *notes])
+
+
+def format_cost_table(rows: Sequence[Row], handler: str) -> str:
+    """Per 1000 messages under one handler: CPU seconds spent and SQS calls made."""
+    head = ["contender", "setting", "worker CPU ms", "emulator CPU ms", "receives", "deletes"]
+    lines = [head]
+
+    def num(value: float | None) -> str:
+        return "-" if value is None else f"{value:,.0f}"
+
+    for row in rows:
+        cell = row.cells.get(handler)
+        if cell is None or cell.status != "ok":
+            continue
+        lines.append(
+            [
+                row.contender,
+                row.setting,
+                num(cell.worker_cpu_ms),
+                num(cell.emulator_cpu_ms),
+                num(cell.receive_calls),
+                num(cell.delete_calls),
+            ]
+        )
+    widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
+    out = [
+        "  ".join(
+            text.rjust(width) if i >= 2 else text.ljust(width)
+            for i, (text, width) in enumerate(zip(line, widths, strict=True))
+        ).rstrip()
+        for line in lines
+    ]
+    out.insert(1, "  ".join("-" * w for w in widths))
+    note = "receives: ReceiveMessage calls seen through botocore (kombu polls through pycurl)"
+    return "\n".join([f"Cost per 1000 messages, {handler} handler:", *out, "", note])
 
 
 def to_json(

@@ -8,7 +8,7 @@ import pytest
 
 from bench.contenders.specs import select
 from bench.harness import RunResult
-from bench.report import build_rows, format_table
+from bench.report import build_rows, format_cost_table, format_table
 from bench.tally import Tally, TallyReader
 
 HANDLERS = ["no-op", "5ms-io"]
@@ -134,3 +134,24 @@ def test_select_by_contender_name() -> None:
     assert len(select([])) == len(select(None))
     with pytest.raises(ValueError, match="unknown contender"):
         select(["rabbit"])
+
+
+def test_cost_table_is_per_thousand_messages_and_skips_unfinished_rows() -> None:
+    drained = RunResult(
+        "batched",
+        "1 thread",
+        "s",
+        "no-op",
+        2000,
+        "ok",
+        rate=1000.0,
+        worker_cpu_s=0.5,
+        emulator_cpu_s=0.8,
+        ack_calls=200,
+        receive_calls=210,
+    )
+    stalled = result("celery", "default", "no-op", 8.0, status="timeout")
+    table = format_cost_table(build_rows([drained, stalled], ["no-op"]), "no-op")
+    batched = next(line for line in table.splitlines() if line.startswith("batched"))
+    assert batched.split()[-4:] == ["250", "400", "105", "100"]
+    assert "celery" not in table
