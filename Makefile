@@ -13,7 +13,7 @@ EMULATOR_VENV := .venv-localstack
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: help venv emulator-venv dev emulator test test-unit test-integration lint fmt typecheck provision status ctl clean
+.PHONY: help venv emulator-venv dev emulator test test-unit test-integration lint fmt typecheck provision status ctl clean bench bench-quick
 
 help: ## Show the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -74,6 +74,12 @@ ctl: venv ## Any supervisorctl command: make ctl ARGS="tail -f email_service"
 
 provision: venv ## Apply the topology to AWS_ENDPOINT_URL (or real AWS when unset)
 	$(VENV)/bin/pubsub provision
+
+bench: venv emulator-venv ## Consumer drain benchmark, 3000 messages per queue (results in bench/results/)
+	$(VENV)/bin/python -m bench
+
+bench-quick: venv emulator-venv ## The same benchmark on 300-message queues (a few minutes)
+	$(VENV)/bin/python -m bench --quick
 
 clean: ## Remove virtualenvs and runtime state
 	rm -rf .uv $(VENV) $(EMULATOR_VENV) var
