@@ -13,7 +13,7 @@ EMULATOR_VENV := .venv-localstack
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: help venv emulator-venv dev emulator test test-unit test-integration lint fmt typecheck provision status ctl clean bench bench-quick
+.PHONY: help venv emulator-venv dev emulator test test-unit test-integration lint fmt typecheck provision status ctl clean bench bench-quick dlq redrive
 
 help: ## Show the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -80,6 +80,12 @@ bench: venv emulator-venv ## Consumer drain benchmark, 3000 messages per queue (
 
 bench-quick: venv emulator-venv ## The same benchmark on 300-message queues (a few minutes)
 	$(VENV)/bin/python -m bench --quick
+
+dlq: venv ## List what sits in each dead-letter queue, with the reason
+	$(VENV)/bin/pubsub dlq list
+
+redrive: venv ## Move dead-lettered messages back to their queue (QUEUE=email for one)
+	$(VENV)/bin/pubsub dlq redrive $(if $(QUEUE),--queue $(QUEUE))
 
 clean: ## Remove virtualenvs and runtime state
 	rm -rf .uv $(VENV) $(EMULATOR_VENV) var

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Callable, Sequence
 
 from pydantic import ValidationError
 
+from pubsub_supervisor import dlq
 from pubsub_supervisor.aws import arns_for, make_clients
 from pubsub_supervisor.settings import Settings
-from pubsub_supervisor.topology import apply_topology
+from pubsub_supervisor.topology import QueueSpec, apply_topology
 
 #: Exit codes, named so scripts can tell failures apart.
 EXIT_OK = 0
@@ -43,6 +45,63 @@ def cmd_provision(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
+def _dlq_queues(args: argparse.Namespace, settings: Settings) -> list[QueueSpec] | None:
+    try:
+        return dlq.select_queues(settings.topology, args.queue)
+    except KeyError as error:
+        print(f"pubsub dlq: {error.args[0]}", file=sys.stderr)
+        return None
+
+
+def cmd_dlq_list(args: argparse.Namespace, settings: Settings) -> int:
+    """Show what sits in each dead-letter queue, and why; nothing is removed."""
+    specs = _dlq_queues(args, settings)
+    if specs is None:
+        return EXIT_CONFIG
+    sqs = make_clients(settings).sqs
+    found = {spec.dlq_name: dlq.list_dead_letters(sqs, spec) for spec in specs}
+    if args.json:
+        print(json.dumps({name: [d.as_dict() for d in dead] for name, dead in found.items()}))
+        return EXIT_OK
+    for spec in specs:
+        dead = found[spec.dlq_name]
+        if not dead:
+            print(f"{spec.dlq_name}: empty")
+            continue
+        print(f"{spec.dlq_name}: {len(dead)} message(s), from {spec.name}")
+        for d in dead:
+            when = d.dead_lettered_at.strftime("%Y-%m-%d %H:%M:%S") if d.dead_lettered_at else "?"
+            about = f"order {d.order_id}" if d.order_id else "no order id"
+            received = f", received {d.receive_count}x" if d.receive_count else ""
+            print(f"  {when}  {d.event_type or 'unknown type'}  {about}{received}")
+            print(f"    reason: {d.reason}")
+    total = sum(len(dead) for dead in found.values())
+    print(f"{total} dead-lettered message(s).", end="")
+    print(" After a fix, move them back with: pubsub dlq redrive" if total else "")
+    return EXIT_OK
+
+
+def cmd_dlq_redrive(args: argparse.Namespace, settings: Settings) -> int:
+    """Move dead-lettered messages back to their source queue, to be processed again."""
+    specs = _dlq_queues(args, settings)
+    if specs is None:
+        return EXIT_CONFIG
+    sqs = make_clients(settings).sqs
+    moved = failed = 0
+    for spec in specs:
+        result = dlq.redrive(sqs, spec)
+        moved += result.moved
+        failed += result.failed
+        line = f"{result.dlq} -> {result.source_queue}: moved {result.moved}"
+        if result.failed:
+            line += f", FAILED {result.failed}"
+        if result.skipped:
+            line += f", left {result.skipped} that arrived during the redrive"
+        print(line)
+    print(f"Moved {moved} message(s) back." + (f" {failed} could not be moved." if failed else ""))
+    return EXIT_FAILED if failed else EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
     parser = argparse.ArgumentParser(
@@ -63,6 +122,28 @@ def build_parser() -> argparse.ArgumentParser:
         help="print what would be created or changed; change nothing",
     )
     provision.set_defaults(func=cmd_provision)
+
+    dlq_parser = sub.add_parser(
+        "dlq",
+        help="inspect and redrive the dead-letter queues",
+        description="Dead-letter queues: messages a consumer gave up on, with the reason.",
+    )
+    dlq_sub = dlq_parser.add_subparsers(dest="dlq_command", required=True, metavar="ACTION")
+    queue_help = "only this queue: a consumer (email), its queue or its DLQ name"
+    listing = dlq_sub.add_parser(
+        "list", help="show each DLQ's messages and reasons", description=cmd_dlq_list.__doc__
+    )
+    listing.add_argument("--queue", metavar="NAME", help=queue_help)
+    listing.add_argument("--json", action="store_true", help="print JSON (for scripts)")
+    listing.set_defaults(func=cmd_dlq_list)
+    redrive = dlq_sub.add_parser(
+        "redrive",
+        help="move DLQ messages back to their source queue",
+        description=f"{cmd_dlq_redrive.__doc__} Run it after fixing the cause: a message "
+        "that fails again returns to the DLQ. Exit status 1 if any message could not be moved.",
+    )
+    redrive.add_argument("--queue", metavar="NAME", help=queue_help)
+    redrive.set_defaults(func=cmd_dlq_redrive)
     return parser
 
 

@@ -188,7 +188,8 @@ def _same(key: str, current: str | None, wanted: str) -> bool:
     return current == wanted
 
 
-def _is_missing(error: Exception) -> bool:
+def is_missing(error: BaseException) -> bool:
+    """True when an AWS error says the topic, queue or subscription does not exist."""
     code = getattr(error, "response", {}).get("Error", {}).get("Code", "")
     return code in {
         "AWS.SimpleQueueService.NonExistentQueue",
@@ -219,7 +220,7 @@ def apply_topology(
         try:
             sns.get_topic_attributes(TopicArn=arns.topic(topic))
         except Exception as error:
-            if not _is_missing(error):
+            if not is_missing(error):
                 raise
             record(Change("create", "topic", topic, {"arn": arns.topic(topic)}))
             if not dry_run:
@@ -250,7 +251,7 @@ def _apply_queue(
     try:
         url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
     except Exception as error:
-        if not _is_missing(error):
+        if not is_missing(error):
             raise
         record(Change("create", "queue", name, attributes))
         if not dry_run:
@@ -277,7 +278,7 @@ def _apply_subscription(
                 if sub["Protocol"] == "sqs" and sub["Endpoint"] == queue_arn:
                     existing = sub["SubscriptionArn"]
     except Exception as error:
-        if not (dry_run and _is_missing(error)):
+        if not (dry_run and is_missing(error)):
             raise
     if existing is None:
         record(Change("create", "subscription", name, {"RawMessageDelivery": "true"}))
