@@ -1,7 +1,8 @@
 """Session fixtures: a real emulator, the stack's settings, a real supervisord tree.
 
 Layers: emulator -> stack_env -> stack -> api. Each starts once per session. The emulator
-is chosen by one switch, TEST_EMULATOR (default `native`: LocalStack from .venv-localstack).
+is chosen by one switch, TEST_EMULATOR: `native` (default, LocalStack from
+.venv-localstack) or `moto` (moto's server mode); see tests/support/emulators.py.
 """
 
 from __future__ import annotations
@@ -12,39 +13,40 @@ from pathlib import Path
 
 import pytest
 
-from pubsub_supervisor.emulator import NativeLocalStack, free_port
+from pubsub_supervisor.emulator import free_port
 from pubsub_supervisor.settings import Settings
-from tests.support.stack import ROOT, Api, SupervisedStack
+from tests.support.emulators import KINDS, Emulator, start_emulator
+from tests.support.stack import Api, SupervisedStack
 
-EMULATOR_SERVICES = ("sns", "sqs", "ses", "sts")
 PREFIX = "pubsub"
+CALL_RECORDER = Path(__file__).resolve().parents[1] / "support" / "callrecorder"
 
 
 @pytest.fixture(scope="session")
-def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NativeLocalStack]:
-    """LocalStack, started natively on a free port with the project's init hooks."""
+def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
+    """The emulator TEST_EMULATOR names, on a free port, with the topology applied."""
     kind = os.environ.get("TEST_EMULATOR", "native")
-    if kind != "native":
-        pytest.fail(f"TEST_EMULATOR={kind!r} is not supported; use 'native'")
-    emulator = NativeLocalStack(
-        port=free_port(),
-        state_dir=tmp_path_factory.mktemp("localstack"),
-        init_dir=ROOT / "localstack" / "init",
-        venv=ROOT / ".venv-localstack",
-        services=EMULATOR_SERVICES,
-        extra_env={"PUBSUB_SOURCE": str(ROOT), "RESOURCE_PREFIX": PREFIX},
-    )
-    emulator.start()
+    if kind not in KINDS:
+        pytest.fail(f"TEST_EMULATOR={kind!r} is not supported; use one of {', '.join(KINDS)}")
+    emulator = start_emulator(kind, tmp_path_factory.mktemp(kind), PREFIX)
     yield emulator
     emulator.stop()
 
 
 @pytest.fixture(scope="session")
+def aws_call_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """JSON lines: every AWS call the stack's programs make (see callrecorder)."""
+    return tmp_path_factory.mktemp("calls") / "aws-calls.jsonl"
+
+
+@pytest.fixture(scope="session")
 def stack_env(
-    emulator: NativeLocalStack, tmp_path_factory: pytest.TempPathFactory
+    emulator: Emulator, aws_call_log: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> dict[str, str]:
     """Environment of every program: the emulator's address, private ports and files."""
     return {
+        "PYTHONPATH": str(CALL_RECORDER),
+        "PUBSUB_TEST_AWS_CALL_LOG": str(aws_call_log),
         "AWS_ENDPOINT_URL": emulator.endpoint_url,
         "AWS_REGION": "us-east-1",
         "AWS_ACCESS_KEY_ID": "test",
