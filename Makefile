@@ -13,7 +13,7 @@ EMULATOR_VENV := .venv-localstack
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: help venv emulator-venv dev test test-unit test-integration lint fmt typecheck provision clean
+.PHONY: help venv emulator-venv dev test test-unit test-integration test-parity lint fmt typecheck provision audit scan-secrets clean
 
 help: ## Show the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -56,6 +56,15 @@ test-unit: venv ## Unit tests only (no emulator)
 
 test-integration: venv emulator-venv ## Integration tests (they start LocalStack and supervisord)
 	$(VENV)/bin/pytest tests/integration
+
+test-parity: venv ## Integration tests on moto's server mode instead of LocalStack
+	TEST_EMULATOR=moto $(VENV)/bin/pytest tests/integration --ignore=tests/integration/test_emulator.py
+
+audit: venv ## pip-audit the locked dependencies (needs PyPI's JSON API)
+	$(VENV)/bin/python scripts/audit_deps.py --require-data
+
+scan-secrets: ## Look for credentials, account ids, keys and tokens in the repo
+	scripts/scan-secrets .
 
 provision: venv ## Apply the topology to AWS_ENDPOINT_URL (or real AWS when unset)
 	$(VENV)/bin/pubsub provision
