@@ -13,7 +13,7 @@ EMULATOR_VENV := .venv-localstack
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: help venv emulator-venv dev test test-unit test-integration test-parity lint fmt typecheck provision audit scan-secrets clean
+.PHONY: help venv emulator-venv dev test test-unit test-integration test-parity lint fmt typecheck provision status ctl audit scan-secrets clean
 
 help: ## Show the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -65,6 +65,15 @@ audit: venv ## pip-audit the locked dependencies (needs PyPI's JSON API)
 
 scan-secrets: ## Look for credentials, account ids, keys and tokens in the repo
 	scripts/scan-secrets .
+
+# The same variables pubsub_supervisor/dev.py gives supervisord, so supervisorctl finds its socket.
+SUPERVISOR_ENV := PUBSUB_HOME=$(CURDIR) PUBSUB_VENV=$(CURDIR)/$(VENV) PUBSUB_RUN_DIR=$(CURDIR)/var/run PUBSUB_LOG_DIR=$(CURDIR)/var/log
+
+status: venv ## supervisorctl status of the stack `make dev` runs
+	@$(SUPERVISOR_ENV) $(VENV)/bin/supervisorctl -c supervisord.conf status
+
+ctl: venv ## Any supervisorctl command: make ctl ARGS="tail -f email_service"
+	@$(SUPERVISOR_ENV) $(VENV)/bin/supervisorctl -c supervisord.conf $(ARGS)
 
 provision: venv ## Apply the topology to AWS_ENDPOINT_URL (or real AWS when unset)
 	$(VENV)/bin/pubsub provision
