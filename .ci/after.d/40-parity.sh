@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# Emulator parity: the integration suite again, on moto's server mode instead of LocalStack.
-# moto runs no init hooks, so the fixture provisions it with apply_topology (as
-# `pubsub provision` does on AWS). test_emulator.py tests the LocalStack launcher itself
-# and is not repeated. Differences found between the emulators: docs/emulator-parity.md.
+# Emulator parity: the integration suite again, on moto's server mode and on MiniStack
+# instead of LocalStack. Neither runs the project's init hooks, so the fixture provisions
+# them with apply_topology (as `pubsub provision` does on AWS). test_emulator.py tests the
+# LocalStack launcher itself and is not repeated. Differences: docs/emulator-parity.md.
 set -Eeuo pipefail
 cd "$(dirname "$0")/../.."
-make venv
-TEST_EMULATOR=moto .venv/bin/pytest tests/integration \
-  --ignore=tests/integration/test_emulator.py -p no:cacheprovider
+make venv ministack-venv
+for emulator in moto ministack; do
+  echo ">> integration suite on TEST_EMULATOR=$emulator"
+  TEST_EMULATOR=$emulator .venv/bin/pytest tests/integration \
+    --ignore=tests/integration/test_emulator.py -p no:cacheprovider
+done

@@ -2,7 +2,8 @@
 
 Layers: emulator -> stack_env -> stack -> api. Each starts once per session. The emulator
 is chosen by one switch, TEST_EMULATOR: `native` (default, LocalStack from
-.venv-localstack) or `moto` (moto's server mode); see tests/support/emulators.py.
+.venv-localstack), `moto` (moto's server mode) or `ministack` (MiniStack from
+.venv-ministack); see tests/support/emulators.py.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """The emulators the integration suite runs against, behind one interface.
 
 `native` is LocalStack from .venv-localstack, provisioned by its own ready.d hook. `moto`
-is moto's server mode from the app's virtualenv; it runs no init hooks, so the fixture
-provisions it with `apply_topology`, exactly as `pubsub provision` does against AWS.
+is moto's server mode from the app's virtualenv, `ministack` MiniStack from
+.venv-ministack. Those two run no init hooks from the project, so the fixture provisions
+them with `apply_topology`, exactly as `pubsub provision` does against AWS.
 """
 
 from __future__ import annotations
@@ -26,8 +27,9 @@ from pubsub_supervisor.topology import apply_topology
 ROOT = Path(__file__).resolve().parents[2]
 SERVICES = ("sns", "sqs", "ses", "sts")
 #: Values of TEST_EMULATOR.
-KINDS = ("native", "moto")
+KINDS = ("native", "moto", "ministack")
 MOTO_SERVER = ROOT / ".venv" / "bin" / "moto_server"
+MINISTACK = ROOT / ".venv-ministack" / "bin" / "ministack"
 
 # Requests to the emulator must never go through a proxy from the environment.
 _DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -109,18 +111,22 @@ class LocalStackEmulator:
         self.localstack.stop()
 
 
-class MotoEmulator:
-    """moto's server mode on a free port, provisioned by `apply_topology`."""
+class ServerEmulator:
+    """An emulator server started natively on a free port, provisioned by `apply_topology`."""
 
-    kind = "moto"
-    dropped_attributes = frozenset({"RedriveAllowPolicy"})
+    kind = ""
+    dropped_attributes: frozenset[str] = frozenset()
+    #: A URL that answers once the server is up.
+    ready_path = "/"
 
     def __init__(self, state_dir: Path, prefix: str, timeout: float = 60) -> None:
         self.port = free_port()
-        self.log_path = state_dir / "moto.log"
+        self.log_path = state_dir / f"{self.kind}.log"
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(
-                [str(MOTO_SERVER), "-H", "127.0.0.1", "-p", str(self.port)],
+                self.command(),
+                env=self.environment(state_dir),
+                cwd=state_dir,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -133,6 +139,14 @@ class MotoEmulator:
             self.stop()
             raise
 
+    def command(self) -> list[str]:
+        """The server's command line."""
+        raise NotImplementedError
+
+    def environment(self, state_dir: Path) -> dict[str, str]:
+        """The server's environment."""
+        return {k: v for k, v in os.environ.items() if not k.startswith("AWS_ENDPOINT_URL")}
+
     @property
     def endpoint_url(self) -> str:
         """The server's URL."""
@@ -143,17 +157,17 @@ class MotoEmulator:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(
-                    f"moto_server exited with {self.proc.returncode}:\n{self.log_path.read_text()}"
+                    f"{self.kind} exited with {self.proc.returncode}:\n{self.log_path.read_text()}"
                 )
             try:
-                _get_json(f"{self.endpoint_url}/moto-api/data.json")
+                _get_json(f"{self.endpoint_url}{self.ready_path}")
                 return
             except (urllib.error.URLError, ConnectionError):
                 time.sleep(0.2)
-        raise RuntimeError(f"moto_server did not answer within {timeout:.0f} s")
+        raise RuntimeError(f"{self.kind} did not answer within {timeout:.0f} s")
 
     def provision(self, prefix: str) -> None:
-        """Apply the topology as `pubsub provision` does (moto runs no init hooks)."""
+        """Apply the topology as `pubsub provision` does (these run no init hooks)."""
         settings = Settings.model_validate(
             {"aws_endpoint_url": self.endpoint_url, "resource_prefix": prefix}
         )
@@ -165,6 +179,33 @@ class MotoEmulator:
             ses=clients.ses,
             arns=arns_for(clients, settings.aws_region),
         )
+
+    def sent_emails(self, to: str) -> list[SentEmail]:
+        """Messages the emulator's SES accepted for one recipient."""
+        raise NotImplementedError
+
+    def stop(self, grace: float = 10) -> None:
+        """SIGTERM the server's process group; SIGKILL after `grace` seconds."""
+        if self.proc.poll() is not None:
+            return
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+
+class MotoEmulator(ServerEmulator):
+    """moto's server mode from the app's virtualenv."""
+
+    kind = "moto"
+    dropped_attributes = frozenset({"RedriveAllowPolicy"})
+    ready_path = "/moto-api/data.json"
+
+    def command(self) -> list[str]:
+        """`moto_server` on 127.0.0.1 only."""
+        return [str(MOTO_SERVER), "-H", "127.0.0.1", "-p", str(self.port)]
 
     def sent_emails(self, to: str) -> list[SentEmail]:
         """Messages from moto's model dump (it keeps the HTML part when there is one)."""
@@ -180,16 +221,44 @@ class MotoEmulator:
             if to in m["destinations"].get("ToAddresses", [])
         ]
 
-    def stop(self, grace: float = 10) -> None:
-        """SIGTERM the server's process group; SIGKILL after `grace` seconds."""
-        if self.proc.poll() is not None:
-            return
-        os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(grace)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(10)
+
+class MiniStackEmulator(ServerEmulator):
+    """MiniStack from .venv-ministack (its own pinned lock: it needs an older botocore)."""
+
+    kind = "ministack"
+    ready_path = "/_ministack/health"
+
+    def command(self) -> list[str]:
+        """The `ministack` server in the foreground."""
+        if not MINISTACK.exists():
+            raise RuntimeError(f"{MINISTACK} is missing: run: make ministack-venv")
+        return [str(MINISTACK)]
+
+    def environment(self, state_dir: Path) -> dict[str, str]:
+        """Port, address and services through its environment; no persistence, no Docker."""
+        return {
+            **super().environment(state_dir),
+            "GATEWAY_PORT": str(self.port),
+            "BIND_HOST": "127.0.0.1",
+            "MINISTACK_HOST": "127.0.0.1",
+            "SERVICES": ",".join(SERVICES),
+            "LOG_LEVEL": "WARNING",
+        }
+
+    def sent_emails(self, to: str) -> list[SentEmail]:
+        """Messages from MiniStack's SES inspection endpoint (grouped by account)."""
+        by_account = _get_json(f"{self.endpoint_url}/_ministack/ses/messages")["messages"]
+        return [
+            SentEmail(
+                to=tuple(m.get("To", [])),
+                subject=m.get("Subject", ""),
+                text=m.get("BodyText") or None,
+                html=m.get("BodyHtml") or None,
+            )
+            for messages in by_account.values()
+            for m in messages
+            if to in m.get("To", [])
+        ]
 
 
 def start_emulator(kind: str, state_dir: Path, prefix: str) -> Emulator:
@@ -198,4 +267,6 @@ def start_emulator(kind: str, state_dir: Path, prefix: str) -> Emulator:
         return LocalStackEmulator(state_dir, prefix)
     if kind == "moto":
         return MotoEmulator(state_dir, prefix)
+    if kind == "ministack":
+        return MiniStackEmulator(state_dir, prefix)
     raise ValueError(f"TEST_EMULATOR={kind!r} is not supported; use one of {', '.join(KINDS)}")
