@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import configparser
 import json
+import os
 import re
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +53,23 @@ def render(name: str) -> dict[str, Any]:
     assert not missing, f"{name}: placeholders without a test value: {missing}"
     rendered: dict[str, Any] = json.loads(PLACEHOLDER.sub(lambda m: VALUES[m.group(1)], text))
     return rendered
+
+
+def test_envsubst_renders_the_same(tmp_path: Path) -> None:
+    # The walk-through renders with envsubst; it must agree with render() above.
+    envsubst = shutil.which("envsubst")
+    if envsubst is None:
+        pytest.skip("envsubst is not installed (apt-get install gettext-base)")
+    for name in ("task-definition.json", "service.json"):
+        result = subprocess.run(
+            [envsubst],
+            input=(ECS / name).read_text(),
+            env={**VALUES, "PATH": os.environ.get("PATH", "")},
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert json.loads(result.stdout) == render(name)
 
 
 def validate(operation: str, params: dict[str, Any]) -> str:
