@@ -14,7 +14,7 @@ MINISTACK_VENV := .venv-ministack
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: help venv emulator-venv dev test test-unit test-integration test-parity ministack-venv lint fmt typecheck provision status ctl audit scan-secrets clean
+.PHONY: help venv emulator-venv ministack-venv dev emulator test test-unit test-integration test-parity lint fmt typecheck provision status ctl audit scan-secrets clean
 
 help: ## Show the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -44,6 +44,12 @@ $(MINISTACK_VENV)/.synced: ministack/requirements.lock | $(UV)
 venv: $(VENV)/.synced ## Create or update the app's virtualenv
 emulator-venv: $(EMULATOR_VENV)/.synced ## Create the native LocalStack virtualenv
 ministack-venv: $(MINISTACK_VENV)/.synced ## Create the MiniStack virtualenv (parity tier)
+
+dev: venv emulator-venv ## Run the whole stack natively: LocalStack, then supervisord (Ctrl-C stops it)
+	$(VENV)/bin/python -m pubsub_supervisor.dev
+
+emulator: venv emulator-venv ## Run only the native LocalStack, set up as `make dev` does (Ctrl-C stops it)
+	$(VENV)/bin/python -m pubsub_supervisor.dev --emulator-only
 
 lint: venv ## ruff check + format check
 	$(VENV)/bin/ruff check .
