@@ -72,8 +72,8 @@ test-integration: venv emulator-venv ## Integration tests (they start LocalStack
 	$(VENV)/bin/pytest tests/integration
 
 test-parity: venv ministack-venv ## Integration tests on moto's server mode and MiniStack
-	TEST_EMULATOR=moto $(VENV)/bin/pytest tests/integration --ignore=tests/integration/test_emulator.py
-	TEST_EMULATOR=ministack $(VENV)/bin/pytest tests/integration --ignore=tests/integration/test_emulator.py
+	TEST_EMULATOR=moto $(VENV)/bin/pytest tests/integration
+	TEST_EMULATOR=ministack $(VENV)/bin/pytest tests/integration
 
 audit: venv ## pip-audit the locked dependencies (needs PyPI's JSON API)
 	$(VENV)/bin/python scripts/audit_deps.py --require-data

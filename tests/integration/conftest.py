@@ -23,6 +23,21 @@ PREFIX = "pubsub"
 CALL_RECORDER = Path(__file__).resolve().parents[1] / "support" / "callrecorder"
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """On another emulator, run only the tests that use the `emulator` fixture.
+
+    The others start LocalStack themselves (they test its launcher and `make dev`); the
+    native tier runs them, and repeating them would not test the other emulator at all.
+    """
+    kind = os.environ.get("TEST_EMULATOR", "native")
+    if kind == "native":
+        return
+    skip = pytest.mark.skip(reason=f"starts its own LocalStack: run by the native tier, not {kind}")
+    for item in items:
+        if "emulator" not in getattr(item, "fixturenames", ()):
+            item.add_marker(skip)
+
+
 @pytest.fixture(scope="session")
 def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
     """The emulator TEST_EMULATOR names, on a free port, with the topology applied."""
