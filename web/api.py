@@ -23,7 +23,12 @@ def _error(status: int, message: str, **extra: Any) -> tuple[Response, int]:
 def http_error(error: HTTPException) -> tuple[Response, int]:
     """Every API error is JSON, never an HTML page (registered on the app: routing
     errors such as 404 and 405 happen before a blueprint is chosen)."""
-    return _error(error.code or 500, error.description or error.name)
+    response, status = _error(error.code or 500, error.description or error.name)
+    # Keep the exception's own headers, such as the `Allow` a 405 must carry (RFC 9110).
+    for name, value in error.get_headers():
+        if name.lower() != "content-type":
+            response.headers[name] = value
+    return response, status
 
 
 @bp.post("/orders")

@@ -160,6 +160,7 @@ def test_wrong_method_is_405_json(client: FlaskClient) -> None:
     response = client.delete("/api/orders")
     assert response.status_code == 405
     assert response.get_json()["error"]
+    assert set(response.headers["Allow"].split(", ")) >= {"GET", "POST"}
 
 
 def test_healthz_answers(client: FlaskClient) -> None:
