@@ -76,6 +76,8 @@ def list_orders() -> Response | tuple[Response, int]:
         return _error(400, "limit and before must be integers")
     if not 1 <= limit <= MAX_PAGE:
         return _error(400, f"limit must be between 1 and {MAX_PAGE}")
+    if before is not None and not 0 < before < 2**63:
+        return _error(400, "before must be a cursor from a previous page's `next`")
     page, next_cursor = store.list_orders(get_context().engine, limit, before)
     return jsonify({"orders": page, "next": next_cursor})
 

@@ -148,6 +148,8 @@ def test_list_is_paginated_newest_first(client: FlaskClient) -> None:
     assert [o["id"] for o in second["orders"]] == ids[::-1][2:4]
     assert client.get("/api/orders?limit=0").status_code == 400
     assert client.get("/api/orders?limit=abc").status_code == 400
+    assert client.get(f"/api/orders?before={2**70}").status_code == 400
+    assert client.get("/api/orders?before=-1").status_code == 400
 
 
 def test_products_list_the_catalog(client: FlaskClient) -> None:
