@@ -112,6 +112,10 @@ class Arns:
         """ARN of an SQS queue."""
         return f"arn:{self.partition}:sqs:{self.region}:{self.account}:{name}"
 
+    def email_identity(self, identity: str) -> str:
+        """ARN of an SES identity (an email address or a domain)."""
+        return f"arn:{self.partition}:ses:{self.region}:{self.account}:identity/{identity}"
+
 
 def queue_policy(queue_arn: str, topic_arn: str) -> dict[str, Any]:
     """Allow only `topic_arn` to send to the queue (real AWS needs it; emulators ignore it)."""

@@ -21,7 +21,7 @@ from pubsub_supervisor.aws import AwsClients, make_clients
 from pubsub_supervisor.emulator import NativeLocalStack
 from pubsub_supervisor.settings import Settings
 from tests.support.faultproxy import FaultProxy
-from tests.support.fixtures import settings_for, stack_environment, start_emulator
+from tests.support.fixtures import settings_for, stack_environment, start_localstack
 from tests.support.orders import Figures, Ledger, dlq_depths
 from tests.support.stack import Api, SupervisedStack
 
@@ -60,7 +60,7 @@ def own_stack(
     tmp_path_factory: pytest.TempPathFactory, *, proxy: bool = False, **env: str
 ) -> Iterator[FaultStack]:
     """Start an emulator (behind a FaultProxy if asked) and a stack on it."""
-    emulator = start_emulator(tmp_path_factory.mktemp("fault-localstack"), FAULT_TOPOLOGY)
+    emulator = start_localstack(tmp_path_factory.mktemp("fault-localstack"), FAULT_TOPOLOGY)
     fault_proxy = FaultProxy(emulator.port) if proxy else None
     endpoint = fault_proxy.endpoint_url if fault_proxy else emulator.endpoint_url
     stack_env = stack_environment(

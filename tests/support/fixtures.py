@@ -17,23 +17,24 @@ import pytest
 
 from pubsub_supervisor.emulator import NativeLocalStack, free_port
 from pubsub_supervisor.settings import Settings
+from tests.support.emulators import KINDS, Emulator, start_emulator
 from tests.support.stack import ROOT, Api, SupervisedStack
+
+CALL_RECORDER = Path(__file__).resolve().parent / "callrecorder"
 
 EMULATOR_SERVICES = ("sns", "sqs", "ses", "sts")
 PREFIX = "pubsub"
 
 
-def start_emulator(
+def start_localstack(
     state_dir: Path, topology_env: Mapping[str, str] | None = None, port: int | None = None
 ) -> NativeLocalStack:
-    """LocalStack, started natively with the project's init hooks.
+    """LocalStack, started natively with the project's init hooks (for tests that stop and
+    restart it themselves).
 
     `topology_env` reaches the init hook (MAX_RECEIVE_COUNT, QUEUE_VISIBILITY_TIMEOUT...);
     pass the same values to `stack_environment` so the programs agree with the queues.
     """
-    kind = os.environ.get("TEST_EMULATOR", "native")
-    if kind != "native":
-        pytest.fail(f"TEST_EMULATOR={kind!r} is not supported; use 'native'")
     emulator = NativeLocalStack(
         port=port or free_port(),
         state_dir=state_dir,
@@ -49,6 +50,7 @@ def start_emulator(
 def stack_environment(endpoint_url: str, data_dir: Path, **overrides: str) -> dict[str, str]:
     """Environment of every program: the emulator's address, private ports and files."""
     return {
+        "PYTHONPATH": str(CALL_RECORDER),
         "AWS_ENDPOINT_URL": endpoint_url,
         "AWS_REGION": "us-east-1",
         "AWS_ACCESS_KEY_ID": "test",
@@ -67,20 +69,48 @@ def settings_for(env: Mapping[str, str]) -> Settings:
     return Settings.model_validate(values)
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """On another emulator, run only the tests that use the session `emulator` fixture.
+
+    The others start LocalStack themselves (its launcher, `make dev`, the fault suite); the
+    native tier runs them, and repeating them would not test the other emulator at all.
+    """
+    kind = os.environ.get("TEST_EMULATOR", "native")
+    if kind == "native":
+        return
+    skip = pytest.mark.skip(reason=f"starts its own LocalStack: run by the native tier, not {kind}")
+    for item in items:
+        if "emulator" not in getattr(item, "fixturenames", ()):
+            item.add_marker(skip)
+
+
 @pytest.fixture(scope="session")
-def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NativeLocalStack]:
-    """The session's LocalStack."""
-    emulator = start_emulator(tmp_path_factory.mktemp("localstack"))
+def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
+    """The emulator TEST_EMULATOR names, on a free port, with the topology applied."""
+    kind = os.environ.get("TEST_EMULATOR", "native")
+    if kind not in KINDS:
+        pytest.fail(f"TEST_EMULATOR={kind!r} is not supported; use one of {', '.join(KINDS)}")
+    emulator = start_emulator(kind, tmp_path_factory.mktemp(kind), PREFIX)
     yield emulator
     emulator.stop()
 
 
 @pytest.fixture(scope="session")
+def aws_call_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """JSON lines: every AWS call the session stack's programs make (see callrecorder)."""
+    return tmp_path_factory.mktemp("calls") / "aws-calls.jsonl"
+
+
+@pytest.fixture(scope="session")
 def stack_env(
-    emulator: NativeLocalStack, tmp_path_factory: pytest.TempPathFactory
+    emulator: Emulator, aws_call_log: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> dict[str, str]:
     """Environment of the session stack's programs."""
-    return stack_environment(emulator.endpoint_url, tmp_path_factory.mktemp("data"))
+    return stack_environment(
+        emulator.endpoint_url,
+        tmp_path_factory.mktemp("data"),
+        PUBSUB_TEST_AWS_CALL_LOG=str(aws_call_log),
+    )
 
 
 @pytest.fixture(scope="session")
