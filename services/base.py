@@ -7,7 +7,6 @@ module runs it on the consumer runtime and publishes each outcome to the results
 from __future__ import annotations
 
 import logging
-import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
@@ -32,7 +31,7 @@ from pubsub_supervisor.events import (
 )
 from pubsub_supervisor.settings import Settings
 from services.idempotency import Outcome
-from services.runtime import Consumer, ConsumerConfig, Message
+from services.runtime import Consumer, ConsumerConfig, Message, exit_after_drain
 
 if TYPE_CHECKING:
     from mypy_boto3_sns import SNSClient
@@ -168,4 +167,4 @@ def run_service(
 
 def main(name: str, build: Callable[[Settings, AwsClients], OrderService]) -> None:
     """`python -m services.<name>`."""
-    sys.exit(run_service(name, build))
+    exit_after_drain(run_service(name, build))

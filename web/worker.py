@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import signal
-import sys
 import threading
 from collections.abc import Callable
 from types import FrameType
@@ -18,7 +17,7 @@ from pubsub_supervisor.aws import queue_url, until_reachable
 from pubsub_supervisor.errors import PoisonMessage
 from pubsub_supervisor.events import ServiceResult, decode
 from pubsub_supervisor.settings import Settings
-from services.runtime import Consumer, ConsumerConfig, Message
+from services.runtime import Consumer, ConsumerConfig, Message, exit_after_drain
 from web import store
 from web.context import WebContext
 from web.outbox import OutboxRelay
@@ -105,4 +104,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_after_drain(main())

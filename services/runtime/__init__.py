@@ -6,6 +6,7 @@ from services.runtime.consumer import (
     ConsumerConfig,
     ConsumerStats,
     Handler,
+    exit_after_drain,
     retry_delay,
 )
 from services.runtime.message import Message
@@ -18,5 +19,6 @@ __all__ = [
     "Handler",
     "Message",
     "Middleware",
+    "exit_after_drain",
     "retry_delay",
 ]

@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import queue
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from pubsub_supervisor import logs
 from pubsub_supervisor.errors import PoisonMessage, RetryLater
@@ -512,6 +514,16 @@ class Consumer:
                 getattr(middleware, hook)(*args)
             except Exception:
                 log.exception("middleware hook failed", extra={"hook": hook})
+
+
+def exit_after_drain(code: int) -> NoReturn:
+    """End the process right after `run()` drained: every delete, release and log line is
+    out, so the interpreter's teardown (freeing every object; seconds on a loaded
+    machine) is skipped, and a stop stays well inside supervisord's stopwaitsecs."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def retry_delay(receive_count: int, base: int, cap: int) -> int:

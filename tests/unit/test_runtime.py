@@ -4,6 +4,8 @@ one batch, the visibility heartbeat, and what a stop hands back."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -363,3 +365,17 @@ def test_a_queue_without_redrive_policy_is_consumed(sqs: SQSClient) -> None:
     consumer = Consumer(sqs, url, lambda _m: None, config=config())
     with Running(consumer):
         until(lambda: consumer.stats.processed == 1)
+
+
+def test_exit_after_drain_flushes_the_logs_and_keeps_the_code() -> None:
+    script = (
+        "import logging, sys\n"
+        "from services.runtime import exit_after_drain\n"
+        "logging.basicConfig(stream=sys.stdout, format='%(message)s', level=logging.INFO)\n"
+        "logging.info('consumer stopped')\n"
+        "exit_after_drain(3)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert (done.returncode, done.stdout) == (3, "consumer stopped\n")
