@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, func, select, update
 
-from pubsub_supervisor import db
+from pubsub_supervisor import db, logs
 from pubsub_supervisor.events import utcnow
 from web.schema import outbox
 
@@ -119,6 +119,7 @@ class OutboxRelay:
                 "publish failed; events stay in the outbox",
                 extra={"error": str(error), "count": len(rows), "retry_in": self._backoff()},
             )
+            _log_each(rows, "event not published yet", error=str(error))
             return 0
         failed = {int(f["Id"]): f.get("Message", f.get("Code", "")) for f in response["Failed"]}
         ok = [row.seq for row in rows if row.seq not in failed]
@@ -130,9 +131,13 @@ class OutboxRelay:
             self._failures = 0
             if self.on_published:
                 self.on_published(len(ok))
+            _log_each([row for row in rows if row.seq not in failed], "event published")
         if failed:
             self._failures += 1
             self._mark_failed(failed, rows)
+            for row in rows:
+                if row.seq in failed:
+                    _log_each([row], "event refused by SNS", error=failed[row.seq])
         return len(ok)
 
     def _mark_failed(self, errors: Mapping[int, str], rows: list[Any]) -> None:
@@ -152,3 +157,12 @@ class OutboxRelay:
                             last_error=errors[row.seq][:500],
                         )
                     )
+
+
+def _log_each(rows: list[Any], message: str, **extra: str) -> None:
+    """One line per event, with the ids that tie it to its order and its request."""
+    level = logging.WARNING if extra else logging.INFO
+    for row in rows:
+        trace = json.loads(row.attributes).get("trace_id", {}).get("StringValue")
+        with logs.bound(event_id=row.event_id, order_id=row.aggregate_id, trace_id=trace):
+            log.log(level, message, extra={"attempts": row.attempts, **extra})

@@ -1,6 +1,7 @@
 """Session fixtures: a real emulator, the stack's settings, a real supervisord tree.
 
-Layers: emulator -> stack_env -> stack -> api. Each starts once per session. The emulator
+Layers: emulator -> stack_env -> stack -> api. Each starts once per session, shared by
+every tier that asks for it (integration, browser), through tests/conftest.py. The emulator
 is chosen by one switch, TEST_EMULATOR (default `native`: LocalStack from .venv-localstack).
 """
 
