@@ -13,7 +13,7 @@ EMULATOR_VENV := .venv-localstack
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: help venv emulator-venv dev test test-unit test-integration lint fmt typecheck provision clean
+.PHONY: help venv emulator-venv dev test test-unit test-integration test-browser screenshots lint fmt typecheck provision status publish-sample clean
 
 help: ## Show the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -57,8 +57,21 @@ test-unit: venv ## Unit tests only (no emulator)
 test-integration: venv emulator-venv ## Integration tests (they start LocalStack and supervisord)
 	$(VENV)/bin/pytest tests/integration
 
+test-browser: venv emulator-venv ## Browser tests in headless Chromium (apt-get install chromium)
+	$(VENV)/bin/pytest tests/browser
+
+screenshots: test-browser ## Refresh the README's screenshots from a browser test run
+	mkdir -p docs/img
+	cp tests/browser/artifacts/order.png tests/browser/artifacts/dashboard.png docs/img/
+
 provision: venv ## Apply the topology to AWS_ENDPOINT_URL (or real AWS when unset)
 	$(VENV)/bin/pubsub provision
+
+status: venv ## Every queue and DLQ: visible, in flight, dead-lettered (ARGS=--check)
+	$(VENV)/bin/pubsub status $(ARGS)
+
+publish-sample: venv ## Place a sample order through the web (ARGS="--wait" or "--direct")
+	$(VENV)/bin/pubsub publish-sample $(ARGS)
 
 clean: ## Remove virtualenvs and runtime state
 	rm -rf .uv $(VENV) $(EMULATOR_VENV) var

@@ -13,6 +13,8 @@ HEIGHT = 220
 #: Room for the axis labels under the bars and the value labels above them.
 BOTTOM = 24
 TOP = 18
+#: Room on each side, so the labels of the outer bars are not cut off.
+SIDE = 20
 GAP = 0.25
 
 
@@ -63,13 +65,13 @@ def bar_chart(
     baseline = height - BOTTOM
     room = baseline - TOP
     top = max((value for _, value in points), default=0) or 1
-    slot = width / max(len(points), 1)
+    slot = (width - 2 * SIDE) / max(len(points), 1)
     bars = tuple(
         Bar(
             label=label,
             value=value,
             text=f"{value:g}",
-            x=round(i * slot + slot * GAP / 2, 2),
+            x=round(SIDE + i * slot + slot * GAP / 2, 2),
             y=round(baseline - room * value / top, 2),
             width=round(slot * (1 - GAP), 2),
             height=round(room * value / top, 2),

@@ -7,7 +7,7 @@ document.addEventListener("DOMContentLoaded", () => {
   const { clock, money, poll } = window.pubsub;
   const SVG = "http://www.w3.org/2000/svg";
   const WINDOW_MS = 60000;
-  // Counter samples per queue, to turn totals into per-minute rates.
+  // Counter samples per queue over the last minute, oldest first.
   const history = new Map();
 
   const text = (id, value) => {
@@ -15,13 +15,14 @@ document.addEventListener("DOMContentLoaded", () => {
     if (element && element.textContent !== String(value)) element.textContent = value;
   };
 
-  function perMinute(queue, field, counters, now) {
+  // How much a counter grew over the last minute (or since the page opened, if sooner).
+  function lastMinute(queue, field, counters, now) {
     const samples = history.get(queue) || [];
-    const oldest = samples.find((s) => now - s.at <= WINDOW_MS) || samples[0];
-    if (!oldest || now - oldest.at < 1500) return "–";
+    const base = samples.find((s) => now - s.at <= WINDOW_MS) || samples[0];
+    if (!base) return "–";
     // A counter that went down means its program restarted: count from zero again.
-    const delta = counters[field] >= oldest.counters[field] ? counters[field] - oldest.counters[field] : counters[field];
-    return ((delta * 60000) / (now - oldest.at)).toFixed(1);
+    const before = base.counters[field];
+    return Math.round(counters[field] >= before ? counters[field] - before : counters[field]);
   }
 
   function svgElement(name, attributes, content) {
@@ -79,11 +80,11 @@ document.addEventListener("DOMContentLoaded", () => {
       for (const field of ["processed", "failed", "retried", "dead_lettered"]) {
         cell(field).textContent = Math.round(counters[field]);
       }
-      cell("processed_rate").textContent = perMinute(queue.name, "processed", counters, now);
-      cell("failed_rate").textContent = perMinute(queue.name, "failed", counters, now);
+      cell("processed_last_minute").textContent = lastMinute(queue.name, "processed", counters, now);
+      cell("failed_last_minute").textContent = lastMinute(queue.name, "failed", counters, now);
       const samples = history.get(queue.name) || [];
       samples.push({ at: now, counters });
-      while (samples.length > 2 && now - samples[1].at > WINDOW_MS) samples.shift();
+      while (samples.length > 1 && now - samples[1].at >= WINDOW_MS) samples.shift();
       history.set(queue.name, samples);
     }
     drawChart("chart-units", state.charts.units_by_sku);
