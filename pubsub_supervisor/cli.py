@@ -275,11 +275,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Parse arguments, load settings, run the command; errors become exit codes."""
+def main(argv: Sequence[str] | None = None, settings: Settings | None = None) -> int:
+    """Run one command with the settings (loaded unless given); errors become exit codes."""
     args = build_parser().parse_args(argv)
     try:
-        settings = Settings()
+        settings = settings or Settings()
     except ValidationError as error:
         print(f"pubsub: configuration error:\n{error}", file=sys.stderr)
         return EXIT_CONFIG
