@@ -13,7 +13,7 @@ EMULATOR_VENV := .venv-localstack
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: help venv emulator-venv dev test test-unit test-integration test-browser screenshots lint fmt typecheck provision status publish-sample clean
+.PHONY: help venv emulator-venv dev test test-unit test-integration test-browser screenshots lint fmt typecheck provision status ctl queues publish-sample clean
 
 help: ## Show the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -64,14 +64,23 @@ screenshots: test-browser ## Refresh the README's screenshots from a browser tes
 	mkdir -p docs/img
 	cp tests/browser/artifacts/order.png tests/browser/artifacts/dashboard.png docs/img/
 
+# The same variables pubsub_supervisor/dev.py gives supervisord, so supervisorctl finds its socket.
+SUPERVISOR_ENV := PUBSUB_HOME=$(CURDIR) PUBSUB_VENV=$(CURDIR)/$(VENV) PUBSUB_RUN_DIR=$(CURDIR)/var/run PUBSUB_LOG_DIR=$(CURDIR)/var/log
+
+status: venv ## supervisorctl status of the stack `make dev` runs
+	@$(SUPERVISOR_ENV) $(VENV)/bin/supervisorctl -c supervisord.conf status
+
+ctl: venv ## Any supervisorctl command: make ctl ARGS="tail -f email_service"
+	@$(SUPERVISOR_ENV) $(VENV)/bin/supervisorctl -c supervisord.conf $(ARGS)
+
 provision: venv ## Apply the topology to AWS_ENDPOINT_URL (or real AWS when unset)
 	$(VENV)/bin/pubsub provision
 
-status: venv ## Every queue and DLQ: visible, in flight, dead-lettered (ARGS=--check)
-	$(VENV)/bin/pubsub status $(ARGS)
+queues: venv ## pubsub status: every queue and DLQ, visible, in flight, dead (ARGS=--check)
+	@$(VENV)/bin/pubsub status $(ARGS)
 
 publish-sample: venv ## Place a sample order through the web (ARGS="--wait" or "--direct")
-	$(VENV)/bin/pubsub publish-sample $(ARGS)
+	@$(VENV)/bin/pubsub publish-sample $(ARGS)
 
 clean: ## Remove virtualenvs and runtime state
 	rm -rf .uv $(VENV) $(EMULATOR_VENV) var
