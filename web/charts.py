@@ -29,7 +29,7 @@ class Bar:
     y: float
     width: float
     height: float
-    #: Draw the label under the bar (crowded charts label every few bars).
+    #: Draw the label under the bar (crowded charts label every few, counting from the last).
     show_label: bool
 
 
@@ -75,7 +75,7 @@ def bar_chart(
             y=round(baseline - room * value / top, 2),
             width=round(slot * (1 - GAP), 2),
             height=round(room * value / top, 2),
-            show_label=i % label_every == 0,
+            show_label=(len(points) - 1 - i) % label_every == 0,
         )
         for i, (label, value) in enumerate(points)
     )

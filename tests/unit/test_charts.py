@@ -45,12 +45,13 @@ def test_orders_per_minute_fills_the_quiet_minutes() -> None:
     assert chart.bars[-1].label == "09:41"
     assert chart.bars[-1].value == 3
     assert [b.value for b in chart.bars].count(0) == 28
+    # Labelled every five minutes, back from the current one.
     assert [b.label for b in chart.bars if b.show_label] == [
-        "09:12",
-        "09:17",
-        "09:22",
-        "09:27",
-        "09:32",
-        "09:37",
+        "09:16",
+        "09:21",
+        "09:26",
+        "09:31",
+        "09:36",
+        "09:41",
     ]
     assert chart.to_json()["bars"][-1]["value"] == 3
