@@ -93,13 +93,11 @@ def multiproc_dir() -> Path | None:
 
 
 def prepare() -> None:
-    """Create the shared folder and drop files left by processes that are gone.
-
-    Call once per process before its first metric value is written. A file's name holds
-    its writer's pid: a dead pid, or a pid reused by a process started after the file was
-    last written (a restarted container numbers its processes the same way), means the
-    file belongs to an earlier run, whose totals must not mix with this one's.
-    """
+    """Create the shared folder and drop files of processes that are gone (call at start)."""
+    # A file's name holds its writer's pid. A dead pid, or a pid reused by a process that
+    # started after the file was last written (a restarted container numbers its processes
+    # the same way), means the file belongs to an earlier run, whose totals must not mix
+    # with this one's. Runs before this process writes its first value.
     folder = multiproc_dir()
     if folder is None:
         return

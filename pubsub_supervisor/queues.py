@@ -151,9 +151,11 @@ class QueueReader:
     def peek(self, dlq_name: str, limit: int = 50) -> list[DeadLetter]:
         """Up to `limit` messages of a DLQ, oldest first; they stay in the DLQ."""
         url = self.url(dlq_name)
+        # Stop at what SQS counts, rather than paying a long poll to find the queue empty.
+        wanted = min(limit, self._counts(dlq_name)["visible"])
         held: list[Any] = []
         try:
-            while len(held) < limit:
+            while len(held) < wanted:
                 batch = self._receive(url)
                 if not batch:
                     break
@@ -166,11 +168,9 @@ class QueueReader:
         )[:limit]
 
     def redrive(self, dlq_name: str, message_ids: Collection[str] | None = None) -> int:
-        """Send a DLQ's messages (all, or those listed) back to their queue; returns how many.
-
-        Each goes back with its original attributes (event id, trace id), so the
-        consumer's idempotency and the logs' trace still apply.
-        """
+        """Send a DLQ's messages (all, or those listed) back to their queue; returns how many."""
+        # Each goes back with its original attributes (event id, trace id), so the
+        # consumer's idempotency and the logs' trace still apply.
         dlq_url = self.url(dlq_name)
         target_url = self.url(self.spec_for_dlq(dlq_name).name)
         left: list[Any] = []

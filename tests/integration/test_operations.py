@@ -96,6 +96,10 @@ def test_metrics_show_every_program(api: Api, stack_settings: Settings) -> None:
     )
     assert total(after, "pubsub_http_request_duration_seconds_count", program="web") > 0
     assert total(after, "pubsub_outbox_published_total", program="web_worker") >= 1
+    assert any(
+        labels["program"] == "web_worker"
+        for labels, _ in after["pubsub_outbox_publish_failures_total"]
+    )
     for program in CONSUMERS:
         assert total(after, "pubsub_messages_received_total", program=program) >= 1, program
         assert total(after, "pubsub_handler_duration_seconds_count", program=program) >= 1
