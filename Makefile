@@ -13,7 +13,7 @@ EMULATOR_VENV := .venv-localstack
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: help venv emulator-venv dev test test-unit test-integration test-browser screenshots lint fmt typecheck provision status ctl queues publish-sample clean
+.PHONY: help venv emulator-venv dev emulator test test-unit test-integration test-browser screenshots lint fmt typecheck provision status ctl queues publish-sample clean
 
 help: ## Show the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -36,6 +36,12 @@ $(EMULATOR_VENV)/.synced: localstack/requirements-native.lock | $(UV)
 
 venv: $(VENV)/.synced ## Create or update the app's virtualenv
 emulator-venv: $(EMULATOR_VENV)/.synced ## Create the native LocalStack virtualenv
+
+dev: venv emulator-venv ## Run the whole stack natively: LocalStack, then supervisord (Ctrl-C stops it)
+	$(VENV)/bin/python -m pubsub_supervisor.dev
+
+emulator: venv emulator-venv ## Run only the native LocalStack, set up as `make dev` does (Ctrl-C stops it)
+	$(VENV)/bin/python -m pubsub_supervisor.dev --emulator-only
 
 lint: venv ## ruff check + format check
 	$(VENV)/bin/ruff check .

@@ -35,6 +35,9 @@ logconfig_dict = {
     },
 }
 proc_name = "pubsub-web"
+# gunicorn 27's control socket defaults to one path per user ($HOME/.gunicorn/gunicorn.ctl),
+# which stacks running side by side would fight over; supervisord is the control plane.
+control_socket_disable = True
 # Refuse absurd headers before they reach Flask.
 limit_request_line = 8190
 limit_request_fields = 100
