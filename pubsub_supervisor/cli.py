@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 import urllib.error
@@ -283,6 +284,14 @@ def main(argv: Sequence[str] | None = None, settings: Settings | None = None) ->
     except ValidationError as error:
         print(f"pubsub: configuration error:\n{error}", file=sys.stderr)
         return EXIT_CONFIG
+    if settings.aws_endpoint_url and not (
+        os.environ.get("AWS_ACCESS_KEY_ID") or os.environ.get("AWS_PROFILE")
+    ):
+        # The emulator takes any keys and `make dev` gives its programs `test` (boto3 never
+        # reads .env). Deciding here, not through boto3's chain, keeps real keys away from
+        # the emulator and asks no metadata endpoint. Real AWS keeps the normal chain.
+        os.environ["AWS_ACCESS_KEY_ID"] = "test"
+        os.environ["AWS_SECRET_ACCESS_KEY"] = "test"  # noqa: S105 - the emulator's keys
     command: Command = args.func
     try:
         return command(args, settings)

@@ -83,3 +83,23 @@ def test_sample_through_an_absent_web_fails_with_a_hint(
     url = f"http://127.0.0.1:{free_port()}"
     assert cli.main(["publish-sample", "--url", url], settings) == cli.EXIT_FAILED
     assert f"the web at {url} did not answer" in capsys.readouterr().err
+
+
+def test_emulator_needs_no_keys_in_the_environment(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given an emulator endpoint and no keys anywhere boto3 looks (only .env names them).
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")  # a regression stays on this host
+    nowhere = f"http://127.0.0.1:{free_port()}"
+    emulator = settings.model_copy(update={"aws_endpoint_url": nowhere})
+
+    # When status runs, it gets as far as the endpoint (nothing listens there).
+    assert cli.main(["status"], emulator) == cli.EXIT_FAILED
+
+    err = capsys.readouterr().err
+    assert f"failed against {nowhere}" in err
+    assert "credentials" not in err
