@@ -11,9 +11,8 @@ from pubsub_supervisor.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# The real-stack fixtures, registered here so that one emulator and one supervisord tree
-# serve every tier that uses them.
-pytest_plugins = ("tests.support.fixtures",)
+#: The real-stack fixtures (emulator, stack, api...) and their factories.
+pytest_plugins = ["tests.support.fixtures"]
 
 # The tests build their own settings; a developer's .env must not leak into them.
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "test")

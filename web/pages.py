@@ -21,6 +21,7 @@ from flask import (
 )
 from werkzeug.wrappers import Response
 
+from pubsub_supervisor import dlq
 from pubsub_supervisor.catalog import Product
 from pubsub_supervisor.settings import SERVICE_NAMES
 from web import get_context, store
@@ -162,14 +163,22 @@ def dashboard() -> str:
 def dead_letters() -> str:
     """Each dead-letter queue with its messages."""
     pipeline = get_context().pipeline
+    depths, _error = pipeline.depths()
+    counts = {d.dlq_name: d.dlq_visible for d in depths}
     queues = []
     for spec in get_context().settings.topology.queues:
-        try:
-            letters, error = pipeline.reader.peek(spec.dlq_name, DLQ_PAGE), None
-        except Exception as failure:
-            letters, error = [], str(failure)
-        queues.append({"spec": spec, "letters": letters, "error": error})
-    return render_template("dlq.html", queues=queues, limit=DLQ_PAGE)
+        letters: list[dlq.DeadLetter] = []
+        error: str | None = None
+        # An empty DLQ costs nothing to show; reading one costs a (short) long poll.
+        if counts.get(spec.dlq_name, 1):
+            try:
+                letters = dlq.list_dead_letters(pipeline.reader.sqs, spec)
+            except Exception as failure:
+                error = str(failure)
+        queues.append(
+            {"spec": spec, "letters": letters[:DLQ_PAGE], "total": len(letters), "error": error}
+        )
+    return render_template("dlq.html", queues=queues)
 
 
 @bp.post("/dlq/redrive")
@@ -179,15 +188,19 @@ def redrive() -> Response:
     :raise 400: the form names no dead-letter queue of this stack.
     """
     pipeline = get_context().pipeline
-    dlq = request.form.get("dlq", "")
+    name = request.form.get("dlq", "")
     message_id = request.form.get("message_id") or None
-    try:
-        pipeline.reader.spec_for_dlq(dlq)
-    except KeyError:
-        abort(400, f"{dlq!r} is not a dead-letter queue of this stack.")
-    moved = pipeline.reader.redrive(dlq, [message_id] if message_id else None)
-    if message_id and not moved:
-        flash(f"Message {message_id} is no longer in {dlq}.", "warning")
+    spec = next((q for q in get_context().settings.topology.queues if q.dlq_name == name), None)
+    if spec is None:
+        abort(400, f"{name!r} is not a dead-letter queue of this stack.")
+    result = dlq.redrive(
+        pipeline.reader.sqs, spec, message_ids={message_id} if message_id else None
+    )
+    if result.failed:
+        flash(f"{result.failed} message(s) could not be moved; they stay in {name}.", "warning")
+    elif message_id and not result.moved:
+        flash(f"Message {message_id} is no longer in {name}.", "warning")
     else:
-        flash(f"Redrove {moved} message{'s' if moved != 1 else ''} from {dlq}.", "success")
+        moved = result.moved
+        flash(f"Redrove {moved} message{'s' if moved != 1 else ''} from {name}.", "success")
     return redirect(url_for("pages.dead_letters"), 303)

@@ -57,6 +57,7 @@ def main() -> int:
         poll_interval=settings.outbox_poll_interval,
         on_published=metrics.OUTBOX_PUBLISHED.labels(program=settings.program_name).inc,
         on_failed=metrics.OUTBOX_FAILURES.labels(program=settings.program_name).inc,
+        republish_after=settings.outbox_republish_after,
     )
     consumer = Consumer(
         context.aws.sqs,

@@ -8,14 +8,13 @@ import uuid
 from typing import Any
 
 import pytest
-import requests
 from playwright.sync_api import Browser, Page, expect
 from sqlalchemy import create_engine, select
 
 from pubsub_supervisor.aws import make_clients
-from pubsub_supervisor.emulator import NativeLocalStack
 from pubsub_supervisor.settings import Settings
 from tests.browser.conftest import VIEWPORT, Console, screenshot
+from tests.support.emulators import Emulator
 from tests.support.stack import Api, SupervisedStack, wait_for
 from web.schema import outbox
 
@@ -199,13 +198,8 @@ def outbox_event(settings: Settings, order_id: str) -> tuple[str, dict[str, Any]
     return row.body, json.loads(row.attributes)
 
 
-def sent_emails(emulator: NativeLocalStack, to: str) -> int:
-    messages = requests.get(f"{emulator.endpoint_url}/_aws/ses", timeout=10).json()["messages"]
-    return sum(1 for m in messages if to in m["Destination"]["ToAddresses"])
-
-
 def test_dead_letter_page_shows_a_message_and_redrives_it(
-    page: Page, api: Api, stack_settings: Settings, emulator: NativeLocalStack
+    page: Page, api: Api, stack_settings: Settings, emulator: Emulator
 ) -> None:
     # Given an order that went through, whose event also sits in email's DLQ (as if an
     # earlier delivery had failed every retry).
@@ -258,5 +252,5 @@ def test_dead_letter_page_shows_a_message_and_redrives_it(
         return True
 
     wait_for(drained, 30, "email's queue and DLQ to drain")
-    assert sent_emails(emulator, buyer) == 1
+    assert len(emulator.sent_emails(buyer)) == 1
     assert api.order(order_id)["services"]["email"]["status"] == "processed"

@@ -1,4 +1,4 @@
-"""Queue depths, DLQ reads and redrives (against moto's mock SQS)."""
+"""Queue depths (against moto's mock SQS)."""
 
 from __future__ import annotations
 
@@ -70,54 +70,3 @@ def test_depths_count_each_queue_and_its_dlq(sqs: Any, topology: Topology) -> No
     assert depths["t-inventory"].dlq_visible == 1
     assert depths["t-inventory"].dlq_name == "t-inventory-dlq"
     assert depths["t-web"].consumer == "web"
-
-
-def test_peek_shows_the_reason_and_leaves_the_messages(sqs: Any, topology: Topology) -> None:
-    body = '{"event_type": "order.created", "order_id": "o1"}'
-    first = dead_letter(sqs, "t-email-dlq", body, "e1")
-    dead_letter(sqs, "t-email-dlq", "not json", "e2")
-    reader = QueueReader(sqs, topology)
-
-    letters = reader.peek("t-email-dlq")
-    again = reader.peek("t-email-dlq")
-
-    assert {d.message_id for d in letters} == {d.message_id for d in again}
-    assert len(letters) == 2
-    one = next(d for d in letters if d.message_id == first)
-    assert one.reason == "poison: bad"
-    assert one.receive_count == 5
-    assert one.event == {"event_type": "order.created", "order_id": "o1"}
-    assert next(d for d in letters if d.message_id != first).event == {}
-
-
-def test_redrive_one_message_keeps_its_ids_and_leaves_the_rest(
-    sqs: Any, topology: Topology
-) -> None:
-    chosen = dead_letter(sqs, "t-email-dlq", '{"n": 1}', "e1")
-    dead_letter(sqs, "t-email-dlq", '{"n": 2}', "e2")
-    reader = QueueReader(sqs, topology)
-
-    assert reader.redrive("t-email-dlq", [chosen]) == 1
-
-    moved = received(sqs, "t-email")
-    assert [m["Body"] for m in moved] == ['{"n": 1}']
-    attributes = {k: v["StringValue"] for k, v in moved[0]["MessageAttributes"].items()}
-    assert attributes == {"event_id": "e1", "trace_id": "trace-e1"}
-    assert [d.body for d in reader.peek("t-email-dlq")] == ['{"n": 2}']
-
-
-def test_redrive_all_empties_the_dlq(sqs: Any, topology: Topology) -> None:
-    for i in range(13):
-        dead_letter(sqs, "t-inventory-dlq", f'{{"n": {i}}}', f"e{i}")
-    reader = QueueReader(sqs, topology)
-
-    assert reader.redrive("t-inventory-dlq") == 13
-
-    assert reader.peek("t-inventory-dlq") == []
-    depth = next(d for d in reader.depths() if d.name == "t-inventory")
-    assert depth.visible == 13
-
-
-def test_only_the_topology_dlqs_can_be_redriven(sqs: Any, topology: Topology) -> None:
-    with pytest.raises(KeyError, match="t-email is not a dead-letter queue"):
-        QueueReader(sqs, topology).redrive("t-email")
