@@ -14,7 +14,7 @@ MINISTACK_VENV := .venv-ministack
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: help venv emulator-venv dev emulator test test-unit test-integration test-browser screenshots lint fmt typecheck provision status ctl queues publish-sample clean bench bench-quick dlq redrive ministack-venv test-parity audit scan-secrets
+.PHONY: help venv emulator-venv dev emulator test test-unit test-integration test-browser screenshots lint fmt typecheck provision status ctl queues publish-sample clean bench bench-quick dlq redrive ministack-venv test-parity audit scan-secrets test-faults
 
 help: ## Show the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -62,7 +62,7 @@ fmt: venv ## Format and fix what ruff can
 typecheck: venv ## mypy (strict)
 	$(VENV)/bin/mypy
 
-test: lint typecheck emulator-venv ## The whole suite: lint, types, unit and integration tests
+test: lint typecheck emulator-venv ## The whole suite: lint, types, unit, integration and fault tests
 	$(VENV)/bin/pytest
 
 test-unit: venv ## Unit tests only (no emulator)
@@ -77,6 +77,9 @@ test-browser: venv emulator-venv ## Browser tests in headless Chromium (apt-get 
 screenshots: test-browser ## Refresh the README's screenshots from a browser test run
 	mkdir -p docs/img
 	cp tests/browser/artifacts/order.png tests/browser/artifacts/dashboard.png docs/img/
+
+test-faults: venv emulator-venv ## Fault tests: kills, restarts, outages, poison (own emulator and stack, ~5 min)
+	$(VENV)/bin/pytest tests/faults
 
 test-parity: venv ministack-venv ## Integration tests on moto's server mode and MiniStack
 	TEST_EMULATOR=moto $(VENV)/bin/pytest tests/integration

@@ -222,15 +222,18 @@ class Ledger:
             o.quantity for o in orders if o.services.get("inventory") == "processed"
         )
         counted_expected = sum(1 for o in orders if o.services.get("analytics") == "processed")
+        repeats = {
+            "emails": sum(n - 1 for n in emails.values() if n > 1),
+            "units": max(0, reserved - expected_units),
+            "counts": max(0, counted - counted_expected),
+        }
         figures = Figures(
             test=test,
             sent=len(accepted),
             processed=len(processed),
             # Accepted but never stored, or stored and not processed by every service.
             lost=len(set(accepted) - stored) + len(orders) - len(processed),
-            duplicated=sum(n - 1 for n in emails.values() if n > 1)
-            + max(0, reserved - expected_units)
-            + max(0, counted - counted_expected),
+            duplicated=sum(repeats.values()),
             dead_lettered=dead_lettered,
         )
         figures.notes = {
@@ -238,6 +241,7 @@ class Ledger:
             "without_email": sum(1 for n in emails.values() if n == 0),
             "units_reserved": f"{reserved}/{expected_units}",
             "orders_counted": f"{counted}/{counted_expected}",
+            "repeated": repeats,
         }
         return figures
 
