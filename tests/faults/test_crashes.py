@@ -99,10 +99,15 @@ def test_kill_9_email_mid_batch_loses_nothing_and_repeats_only_what_it_held(
     that SES accepted just before the kill, before the service recorded it, is sent
     again after the restart. Only messages the killed process held can repeat."""
     fs = crash_stack
-    baseline = fs.ledger.baseline()
+    fs.wait_idle()
+    baseline, dead_before = fs.ledger.baseline(), fs.dead_lettered()
     stream, held, settle = kill_under_load(fs, "kill9-email", ("email_service",))
     figures = fs.ledger.account(
-        "kill -9 email mid-batch", "kill9-email", stream.accepted, baseline, fs.dead_lettered()
+        "kill -9 email mid-batch",
+        "kill9-email",
+        stream.accepted,
+        baseline,
+        fs.dead_lettered() - dead_before,
     )
     figures.notes |= {"held_at_kill": held["email_service"], "settle_s": settle}
     record(figures)
@@ -119,7 +124,8 @@ def test_restart_all_under_load_loses_and_duplicates_nothing(
 ) -> None:
     fs = crash_stack
     tag = "restart"
-    baseline = fs.ledger.baseline()
+    fs.wait_idle()
+    baseline, dead_before = fs.ledger.baseline(), fs.dead_lettered()
     drains_before = {p: len(log_events(fs, p, "consumer stopped")) for p in CONSUMERS}
     supervisord_log = fs.stack.log_dir / "supervisord.log"
     log_start = supervisord_log.stat().st_size
@@ -132,7 +138,11 @@ def test_restart_all_under_load_loses_and_duplicates_nothing(
         stream.wait_accepted(len(stream.accepted) + 40)
     settle = fs.ledger.wait_settled(tag, timeout=60)
     figures = fs.ledger.account(
-        "supervisorctl restart all under load", tag, stream.accepted, baseline, fs.dead_lettered()
+        "supervisorctl restart all under load",
+        tag,
+        stream.accepted,
+        baseline,
+        fs.dead_lettered() - dead_before,
     )
     drains = [log_events(fs, p, "consumer stopped")[drains_before[p]] for p in CONSUMERS]
     figures.notes |= {

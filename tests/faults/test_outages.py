@@ -25,7 +25,9 @@ OUTAGE_SECONDS = 10
 def outage_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultStack]:
     """A stack behind a FaultProxy; the relay publishes again what a restarted emulator
     lost, 10 s after publication."""
-    with own_stack(tmp_path_factory, proxy=True, OUTBOX_REPUBLISH_AFTER="10") as fault_stack:
+    with own_stack(
+        tmp_path_factory, proxy=True, OUTBOX_REPUBLISH_AFTER="10", CONSUMER_CONCURRENCY="4"
+    ) as fault_stack:
         yield fault_stack
 
 
@@ -35,6 +37,7 @@ def test_emulator_restart_without_its_state_loses_no_order(
     fs = outage_stack
     emulator = fs.emulator
     tag = "emulator"
+    fs.wait_idle()
     baseline = fs.ledger.baseline()
     with OrderStream(fs.api, tag, rate=10) as stream:
         stream.wait_accepted(30)
@@ -68,7 +71,13 @@ def test_emulator_restart_without_its_state_loses_no_order(
     # The web took every order while the emulator was away.
     assert during >= 50
     assert refused_during == 0
-    assert (figures.lost, figures.duplicated, figures.dead_lettered) == (0, 0, 0)
+    assert (figures.lost, figures.dead_lettered) == (0, 0)
+    assert figures.notes["without_email"] == 0
+    repeated = figures.notes["repeated"]
+    assert (repeated["units"], repeated["counts"]) == (0, 0)
+    # A send SES took just before it died, whose answer never came, is sent again
+    # (see the email kill test): at most one per email handler thread.
+    assert repeated["emails"] <= 4
     assert fs.stack.all_running()
 
 
@@ -78,7 +87,8 @@ def test_orders_posted_while_sns_is_down_are_published_later(
     fs = outage_stack
     assert fs.proxy is not None
     tag = "sns-down"
-    baseline = fs.ledger.baseline()
+    fs.wait_idle()
+    baseline, dead_before = fs.ledger.baseline(), fs.dead_lettered()
     fs.proxy.block("sns")
     try:
         with OrderStream(fs.api, tag, rate=10) as stream:
@@ -90,7 +100,11 @@ def test_orders_posted_while_sns_is_down_are_published_later(
     refused = fs.proxy.refused.get("sns", 0)
     settle = fs.ledger.wait_settled(tag, timeout=60)
     figures = fs.ledger.account(
-        "SNS down while orders are posted", tag, stream.accepted, baseline, fs.dead_lettered()
+        "SNS down while orders are posted",
+        tag,
+        stream.accepted,
+        baseline,
+        fs.dead_lettered() - dead_before,
     )
     published = [fs.api.order(o)["published"] for o in stream.accepted]
     figures.notes |= {"sns_requests_refused": refused, "settle_s": settle}
