@@ -1,15 +1,24 @@
-"""The outbox relay: publishes committed events to SNS in batches, retrying with backoff."""
+"""The outbox relay: publishes committed events to SNS in batches, retrying with backoff.
+
+Any number of relays may share one outbox (several web_worker instances on PostgreSQL):
+each claims its batch atomically (FOR UPDATE SKIP LOCKED; on SQLite the write lock) with a
+lease, so every event is published by one relay, and a dead relay's rows are taken over
+once its lease ends.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
+import os
+import socket
 import threading
+import uuid
 from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import Engine, func, or_, select, update
 
 from pubsub_supervisor import db
 from pubsub_supervisor.events import utcnow
@@ -36,6 +45,7 @@ class OutboxRelay:
         topic_arns: Mapping[str, str],
         *,
         poll_interval: float = 0.1,
+        claim_seconds: int = 30,
         on_published: Callable[[int], None] | None = None,
         on_failed: Callable[[int], None] | None = None,
     ) -> None:
@@ -43,6 +53,9 @@ class OutboxRelay:
         self.sns = sns
         self.topic_arns = dict(topic_arns)
         self.poll_interval = poll_interval
+        self.claim_seconds = claim_seconds
+        #: Written into the rows this relay claims (which host and process holds them).
+        self.name = f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.on_published = on_published
         self.on_failed = on_failed
         self._stopping = threading.Event()
@@ -78,17 +91,39 @@ class OutboxRelay:
             query = select(func.count()).select_from(outbox).where(outbox.c.published_at.is_(None))
             return int(conn.execute(query).scalar_one())
 
-    def relay_once(self) -> int:
-        """Publish up to one batch of due rows; returns how many were published."""
+    def claim(self) -> list[Any]:
+        """Claim up to one batch of due rows nobody holds; returns them, oldest first."""
         now = utcnow()
-        with db.read(self.engine) as conn:
-            rows = conn.execute(
-                select(outbox)
+        with db.write(self.engine) as conn:
+            due = (
+                select(outbox.c.seq)
                 .where(outbox.c.published_at.is_(None))
                 .where(outbox.c.next_attempt_at <= now)
+                .where(or_(outbox.c.claimed_until.is_(None), outbox.c.claimed_until <= now))
                 .order_by(outbox.c.seq)
                 .limit(PUBLISH_BATCH)
-            ).all()
+                # PostgreSQL: rows another relay is claiming right now are skipped, not
+                # waited for. SQLite has no row locks: its write lock serializes claims.
+                .with_for_update(skip_locked=True)
+            )
+            seqs = list(conn.execute(due).scalars())
+            if not seqs:
+                return []
+            conn.execute(
+                update(outbox)
+                .where(outbox.c.seq.in_(seqs))
+                .values(
+                    claimed_by=self.name,
+                    claimed_until=now + timedelta(seconds=self.claim_seconds),
+                )
+            )
+            return list(
+                conn.execute(select(outbox).where(outbox.c.seq.in_(seqs)).order_by(outbox.c.seq))
+            )
+
+    def relay_once(self) -> int:
+        """Publish up to one batch of due rows; returns how many were published."""
+        rows = self.claim()
         if not rows:
             return 0
         by_topic: dict[str, list[Any]] = {}
@@ -125,7 +160,9 @@ class OutboxRelay:
         if ok:
             with db.write(self.engine) as conn:
                 conn.execute(
-                    update(outbox).where(outbox.c.seq.in_(ok)).values(published_at=utcnow())
+                    update(outbox)
+                    .where(outbox.c.seq.in_(ok))
+                    .values(published_at=utcnow(), claimed_until=None)
                 )
             self._failures = 0
             if self.on_published:
@@ -150,5 +187,6 @@ class OutboxRelay:
                             attempts=row.attempts + 1,
                             next_attempt_at=now + timedelta(seconds=delay),
                             last_error=errors[row.seq][:500],
+                            claimed_until=None,
                         )
                     )

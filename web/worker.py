@@ -53,6 +53,7 @@ def main() -> int:
         context.aws.sns,
         topic_arns,
         poll_interval=settings.outbox_poll_interval,
+        claim_seconds=settings.outbox_claim_seconds,
     )
     consumer = Consumer(
         context.aws.sqs,
