@@ -2,6 +2,8 @@
 
 Layers: emulator -> stack_env -> stack -> api. Each starts once per session. The emulator
 is chosen by one switch, TEST_EMULATOR (default `native`: LocalStack from .venv-localstack).
+The stack's store is SQLite unless a module parametrizes `store_kind` (test_pipeline runs
+on both): its PostgreSQL stack gets a fresh database and its own resource prefix.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ import pytest
 
 from pubsub_supervisor.emulator import NativeLocalStack, free_port
 from pubsub_supervisor.settings import Settings
-from tests.support.stack import ROOT, Api, SupervisedStack
+from tests.support.postgres import fresh_database
+from tests.support.stack import ROOT, Api, SupervisedStack, provision
 
 EMULATOR_SERVICES = ("sns", "sqs", "ses", "sts")
 PREFIX = "pubsub"
@@ -40,11 +43,21 @@ def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NativeLocalSt
 
 
 @pytest.fixture(scope="session")
+def store_kind(request: pytest.FixtureRequest) -> str:
+    """The stack's store: `sqlite`, or what a module parametrizes (`postgres`)."""
+    kind: str = getattr(request, "param", "sqlite")
+    return kind
+
+
+@pytest.fixture(scope="session")
 def stack_env(
-    emulator: NativeLocalStack, tmp_path_factory: pytest.TempPathFactory
-) -> dict[str, str]:
+    emulator: NativeLocalStack,
+    tmp_path_factory: pytest.TempPathFactory,
+    store_kind: str,
+    request: pytest.FixtureRequest,
+) -> Iterator[dict[str, str]]:
     """Environment of every program: the emulator's address, private ports and files."""
-    return {
+    env = {
         "AWS_ENDPOINT_URL": emulator.endpoint_url,
         "AWS_REGION": "us-east-1",
         "AWS_ACCESS_KEY_ID": "test",
@@ -52,8 +65,20 @@ def stack_env(
         "RESOURCE_PREFIX": PREFIX,
         "WEB_PORT": str(free_port()),
         "DATA_DIR": str(tmp_path_factory.mktemp("data")),
+        "DATABASE_URL": "",
         "LOG_LEVEL": "INFO",
     }
+    if store_kind == "sqlite":
+        yield env
+        return
+    if store_kind != "postgres":
+        pytest.fail(f"unknown store_kind {store_kind!r}")
+    server: str = request.getfixturevalue("postgres_server")
+    with fresh_database(server) as url:
+        # Its own queues: messages a previous stack left behind cannot reach this one.
+        env.update(DATABASE_URL=url, RESOURCE_PREFIX=f"{PREFIX}-pg")
+        provision(env)
+        yield env
 
 
 @pytest.fixture(scope="session")
