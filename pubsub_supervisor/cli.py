@@ -9,7 +9,9 @@ from collections.abc import Callable, Sequence
 from pydantic import ValidationError
 
 from pubsub_supervisor.aws import arns_for, make_clients
-from pubsub_supervisor.settings import Settings
+from pubsub_supervisor.db import make_engine
+from pubsub_supervisor.migrate import current, migrate
+from pubsub_supervisor.settings import STORE_NAMES, Settings
 from pubsub_supervisor.topology import apply_topology
 
 #: Exit codes, named so scripts can tell failures apart.
@@ -43,6 +45,24 @@ def cmd_provision(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
+def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    """Bring every store's schema to the newest revision (programs also do this at start)."""
+    unknown = sorted(set(args.stores) - set(STORE_NAMES))
+    if unknown:
+        print(f"pubsub migrate: unknown store(s) {', '.join(unknown)}", file=sys.stderr)
+        return EXIT_CONFIG
+    for name in args.stores or STORE_NAMES:
+        engine = make_engine(settings.database_url(name))
+        try:
+            before = migrate(engine, name)
+            after = current(engine)
+        finally:
+            engine.dispose()
+        change = "up to date" if before == after else f"{before} -> {after}"
+        print(f"{name}: {change}")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
     parser = argparse.ArgumentParser(
@@ -63,6 +83,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="print what would be created or changed; change nothing",
     )
     provision.set_defaults(func=cmd_provision)
+
+    migrate_cmd = sub.add_parser(
+        "migrate",
+        help="migrate the stores DATABASE_URL names (SQLite files or PostgreSQL schemas)",
+        description=cmd_migrate.__doc__,
+    )
+    migrate_cmd.add_argument(
+        "stores", nargs="*", metavar="STORE", help=f"any of {', '.join(STORE_NAMES)} (default: all)"
+    )
+    migrate_cmd.set_defaults(func=cmd_migrate)
     return parser
 
 

@@ -7,7 +7,9 @@ and real processes; only SNS is stood in for, by a recording stub, in the relay 
 from __future__ import annotations
 
 import multiprocessing
+import os
 import random
+import subprocess
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -30,6 +32,7 @@ from pubsub_supervisor.settings import STORE_NAMES, Settings
 from services import idempotency
 from services.analytics import handler as analytics
 from services.inventory import handler as inventory
+from tests.conftest import ROOT
 from tests.support import store_workers
 from web import schema, store
 from web.outbox import OutboxRelay
@@ -259,3 +262,22 @@ def test_rows_of_a_dead_relay_are_published_after_its_lease(
     assert alive.relay_once() == 5
     assert {OrderCreated.model_validate_json(b).event_id for b in sns.published} == placed
     assert alive.pending() == 0
+
+
+def test_pubsub_migrate_reports_what_it_changed(database_url: str) -> None:
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(ROOT / ".venv" / "bin" / "pubsub"), "migrate", *args],
+            env={**os.environ, "ENV_FILE": "", "DATABASE_URL": database_url},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    first = run()
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.splitlines() == [f"{name}: base -> {head(name)}" for name in STORE_NAMES]
+    again = run("web")
+    assert again.stdout == "web: up to date\n"
+    assert run("nope").returncode == 2
