@@ -10,10 +10,11 @@ UV_VERSION := 0.13.8
 UV := .uv/bin/uv
 VENV := .venv
 EMULATOR_VENV := .venv-localstack
+MINISTACK_VENV := .venv-ministack
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: help venv emulator-venv dev test test-unit test-integration lint fmt typecheck provision clean
+.PHONY: help venv emulator-venv dev emulator test test-unit test-integration test-browser screenshots lint fmt typecheck provision status ctl queues publish-sample clean bench bench-quick dlq redrive ministack-venv test-parity audit scan-secrets
 
 help: ## Show the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -34,8 +35,21 @@ $(EMULATOR_VENV)/.synced: localstack/requirements-native.lock | $(UV)
 	@$(UV) pip install --quiet --no-deps --python $(EMULATOR_VENV)/bin/python -r localstack/requirements-native.lock
 	@touch $@
 
+$(MINISTACK_VENV)/.synced: ministack/requirements.lock | $(UV)
+	@echo ">> installing MiniStack into $(MINISTACK_VENV) from its lock file"
+	@$(UV) venv --quiet --allow-existing --python $(PYTHON) $(MINISTACK_VENV)
+	@$(UV) pip install --quiet --no-deps --python $(MINISTACK_VENV)/bin/python -r ministack/requirements.lock
+	@touch $@
+
 venv: $(VENV)/.synced ## Create or update the app's virtualenv
 emulator-venv: $(EMULATOR_VENV)/.synced ## Create the native LocalStack virtualenv
+ministack-venv: $(MINISTACK_VENV)/.synced ## Create the MiniStack virtualenv (parity tier)
+
+dev: venv emulator-venv ## Run the whole stack natively: LocalStack, then supervisord (Ctrl-C stops it)
+	$(VENV)/bin/python -m pubsub_supervisor.dev
+
+emulator: venv emulator-venv ## Run only the native LocalStack, set up as `make dev` does (Ctrl-C stops it)
+	$(VENV)/bin/python -m pubsub_supervisor.dev --emulator-only
 
 lint: venv ## ruff check + format check
 	$(VENV)/bin/ruff check .
@@ -57,8 +71,52 @@ test-unit: venv ## Unit tests only (no emulator)
 test-integration: venv emulator-venv ## Integration tests (they start LocalStack and supervisord)
 	$(VENV)/bin/pytest tests/integration
 
+test-browser: venv emulator-venv ## Browser tests in headless Chromium (apt-get install chromium)
+	$(VENV)/bin/pytest tests/browser
+
+screenshots: test-browser ## Refresh the README's screenshots from a browser test run
+	mkdir -p docs/img
+	cp tests/browser/artifacts/order.png tests/browser/artifacts/dashboard.png docs/img/
+
+test-parity: venv ministack-venv ## Integration tests on moto's server mode and MiniStack
+	TEST_EMULATOR=moto $(VENV)/bin/pytest tests/integration
+	TEST_EMULATOR=ministack $(VENV)/bin/pytest tests/integration
+
+audit: venv ## pip-audit the locked dependencies (needs PyPI's JSON API)
+	$(VENV)/bin/python scripts/audit_deps.py --require-data
+
+scan-secrets: ## Look for credentials, account ids, keys and tokens in the repo
+	scripts/scan-secrets .
+
+# The same variables pubsub_supervisor/dev.py gives supervisord, so supervisorctl finds its socket.
+SUPERVISOR_ENV := PUBSUB_HOME=$(CURDIR) PUBSUB_VENV=$(CURDIR)/$(VENV) PUBSUB_RUN_DIR=$(CURDIR)/var/run PUBSUB_LOG_DIR=$(CURDIR)/var/log
+
+status: venv ## supervisorctl status of the stack `make dev` runs
+	@$(SUPERVISOR_ENV) $(VENV)/bin/supervisorctl -c supervisord.conf status
+
+ctl: venv ## Any supervisorctl command: make ctl ARGS="tail -f email_service"
+	@$(SUPERVISOR_ENV) $(VENV)/bin/supervisorctl -c supervisord.conf $(ARGS)
+
 provision: venv ## Apply the topology to AWS_ENDPOINT_URL (or real AWS when unset)
 	$(VENV)/bin/pubsub provision
+
+queues: venv ## pubsub status: every queue and DLQ, visible, in flight, dead (ARGS=--check)
+	@$(VENV)/bin/pubsub status $(ARGS)
+
+publish-sample: venv ## Place a sample order through the web (ARGS="--wait" or "--direct")
+	@$(VENV)/bin/pubsub publish-sample $(ARGS)
+
+bench: venv emulator-venv ## Consumer drain benchmark, 3000 messages per queue (results in bench/results/)
+	$(VENV)/bin/python -m bench
+
+bench-quick: venv emulator-venv ## The same benchmark on 300-message queues (a few minutes)
+	$(VENV)/bin/python -m bench --quick
+
+dlq: venv ## List what sits in each dead-letter queue, with the reason
+	$(VENV)/bin/pubsub dlq list
+
+redrive: venv ## Move dead-lettered messages back to their queue (QUEUE=email for one)
+	$(VENV)/bin/pubsub dlq redrive $(if $(QUEUE),--queue $(QUEUE))
 
 clean: ## Remove virtualenvs and runtime state
 	rm -rf .uv $(VENV) $(EMULATOR_VENV) var

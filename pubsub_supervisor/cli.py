@@ -3,23 +3,61 @@
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
+import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from pydantic import ValidationError
 
+from pubsub_supervisor import dlq, iam, lint
 from pubsub_supervisor.aws import arns_for, make_clients
+from pubsub_supervisor.catalog import load_catalog
 from pubsub_supervisor.db import make_engine
+from pubsub_supervisor.events import (
+    OrderCreated,
+    OrderItem,
+    ServiceResult,
+    encode,
+    message_attributes,
+    new_id,
+)
 from pubsub_supervisor.migrate import current, migrate
+from pubsub_supervisor.queues import QueueReader
 from pubsub_supervisor.settings import STORE_NAMES, Settings
-from pubsub_supervisor.topology import apply_topology
+from pubsub_supervisor.topology import Arns, QueueSpec, apply_topology
 
 #: Exit codes, named so scripts can tell failures apart.
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_CONFIG = 2
+#: `status --check`: every queue answered, but a dead-letter queue holds messages.
+EXIT_DEAD_LETTERS = 3
+
+#: The sample order: a couple of catalog products, one of each.
+SAMPLE_SKUS = ("KB-001", "MS-002")
+SAMPLE_EMAIL = "sample@example.com"
 
 Command = Callable[[argparse.Namespace, Settings], int]
+
+
+def _message_attribute_count() -> int:
+    """How many SNS message attributes the code sends with an event."""
+    return len(message_attributes(ServiceResult(order_id="x", service="x", status="processed")))
+
+
+def _report(findings: list[lint.Finding], what: str) -> int:
+    for finding in findings:
+        print(finding.describe())
+    if findings:
+        print(f"{len(findings)} problem(s) in {what}; real AWS would reject or break them.")
+        return EXIT_FAILED
+    print(f"No problems in {what}.")
+    return EXIT_OK
 
 
 def cmd_provision(args: argparse.Namespace, settings: Settings) -> int:
@@ -27,15 +65,27 @@ def cmd_provision(args: argparse.Namespace, settings: Settings) -> int:
     clients = make_clients(settings)
     topology = settings.topology
     where = settings.aws_endpoint_url or f"AWS ({settings.aws_region})"
+    arns = arns_for(clients, settings.aws_region)
+    count = _message_attribute_count()
+    if args.check:
+        print(f"Checking the live resources at {where}")
+        snapshot, missing = lint.live_snapshot(
+            topology, arns, sns=clients.sns, sqs=clients.sqs, message_attribute_count=count
+        )
+        return _report(missing + lint.lint(snapshot), f"the resources at {where}")
+    # Refuse a definition AWS would reject, before creating anything.
+    findings = lint.lint(lint.desired_snapshot(topology, arns, count))
+    if findings:
+        return _report(findings, "the topology definition")
     print(f"{'Planning' if args.dry_run else 'Applying'} the topology at {where}")
     changes = apply_topology(
         topology,
         sns=clients.sns,
         sqs=clients.sqs,
         ses=clients.ses,
-        arns=arns_for(clients, settings.aws_region),
+        arns=arns,
         dry_run=args.dry_run,
-        progress=lambda line: print(("would " if args.dry_run else "") + line),
+        progress=print,
     )
     if not changes:
         print("Nothing to change: every resource is as defined.")
@@ -63,6 +113,235 @@ def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
+def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
+    """Show every queue and its dead-letter queue: messages visible, in flight, dead."""
+    reader = QueueReader(make_clients(settings, probe=True).sqs, settings.topology)
+    rows = reader.depths()
+    where = settings.aws_endpoint_url or f"AWS ({settings.aws_region})"
+    print(f"Queues at {where}")
+    header = ("QUEUE", "CONSUMER", "VISIBLE", "IN FLIGHT", "DELAYED", "DLQ", "DLQ MESSAGES")
+    table = [header] + [
+        (
+            r.name,
+            r.consumer,
+            str(r.visible),
+            str(r.in_flight),
+            str(r.delayed),
+            r.dlq_name,
+            str(r.dlq_visible),
+        )
+        for r in rows
+    ]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    numeric = {2, 3, 4, 6}
+    for row in table:
+        cells = [
+            cell.rjust(widths[i]) if i in numeric else cell.ljust(widths[i])
+            for i, cell in enumerate(row)
+        ]
+        print("  ".join(cells).rstrip())
+    dead = sum(r.dlq_visible for r in rows)
+    if dead:
+        print(f"{dead} message(s) in dead-letter queues: see `pubsub dlq list` or the /dlq page.")
+        return EXIT_DEAD_LETTERS if args.check else EXIT_OK
+    print("Dead-letter queues are empty.")
+    return EXIT_OK
+
+
+def _web_url(settings: Settings) -> str:
+    host = "127.0.0.1" if settings.web_host in ("0.0.0.0", "::", "") else settings.web_host
+    return f"http://{host}:{settings.web_port}"
+
+
+def _sample_items(settings: Settings) -> list[dict[str, Any]]:
+    catalog = load_catalog(settings.catalog_path)
+    skus = [sku for sku in SAMPLE_SKUS if sku in catalog] or list(catalog)[:1]
+    return [{"sku": sku, "quantity": 1} for sku in skus]
+
+
+def _http_json(url: str, body: dict[str, Any] | None = None) -> tuple[dict[str, Any], Any]:
+    """GET (or POST `body` as JSON); returns the parsed body and the response headers."""
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(  # noqa: S310 - the URL is the operator's own web
+        url,
+        data=data,
+        headers={"Content-Type": "application/json", "Accept": "application/json"},
+        method="POST" if data is not None else "GET",
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+        return json.loads(response.read()), response.headers
+
+
+def cmd_publish_sample(args: argparse.Namespace, settings: Settings) -> int:
+    """Place a sample order through the web (or publish its event straight to SNS)."""
+    items = _sample_items(settings)
+    if args.direct:
+        return _publish_direct(args, settings, items)
+    base = (args.url or _web_url(settings)).rstrip("/")
+    try:
+        order, headers = _http_json(
+            f"{base}/api/orders", {"customer_email": args.email, "items": items}
+        )
+    except urllib.error.HTTPError as error:
+        detail = error.read().decode(errors="replace")[:500]
+        print(
+            f"pubsub publish-sample: the web refused the order ({error.code}): {detail}",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+    except (urllib.error.URLError, OSError) as error:
+        print(
+            f"pubsub publish-sample: the web at {base} did not answer: {error}. "
+            "Is the stack running (make dev)?",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+    total = order["total_cents"] / 100
+    print(f"Order {order['id']} accepted: {len(items)} item(s), total {total:.2f}")
+    print(f"  trace id: {headers.get('X-Trace-Id', order.get('trace_id', ''))}")
+    print(f"  follow it: {base}/orders/{order['id']}")
+    if not args.wait:
+        return EXIT_OK
+    return _wait_settled(base, order["id"], args.timeout)
+
+
+def _wait_settled(base: str, order_id: str, timeout: float) -> int:
+    deadline = time.monotonic() + timeout
+    seen: dict[str, str] = {}
+    while True:
+        try:
+            order, _ = _http_json(f"{base}/api/orders/{order_id}")
+        except (urllib.error.URLError, OSError) as error:
+            print(f"pubsub publish-sample: lost the web at {base}: {error}", file=sys.stderr)
+            return EXIT_FAILED
+        for service, state in order["services"].items():
+            if seen.get(service) != state["status"] and state["status"] != "pending":
+                reason = f" ({state['reason']})" if state.get("reason") else ""
+                print(f"  {service}: {state['status']}{reason}")
+            seen[service] = state["status"]
+        if "pending" not in seen.values():
+            print(f"Order {order_id}: {order['status']}")
+            return EXIT_OK if order["status"] == "processed" else EXIT_FAILED
+        if time.monotonic() > deadline:
+            waiting = ", ".join(s for s, status in seen.items() if status == "pending")
+            print(
+                f"pubsub publish-sample: still pending after {timeout:.0f} s: {waiting}",
+                file=sys.stderr,
+            )
+            return EXIT_FAILED
+        time.sleep(0.25)
+
+
+def _publish_direct(
+    args: argparse.Namespace, settings: Settings, items: list[dict[str, Any]]
+) -> int:
+    catalog = load_catalog(settings.catalog_path)
+    event = OrderCreated(
+        order_id=new_id(),
+        customer_email=args.email,
+        items=tuple(
+            OrderItem(
+                sku=line["sku"],
+                name=catalog[line["sku"]].name,
+                quantity=line["quantity"],
+                unit_price_cents=catalog[line["sku"]].price_cents,
+            )
+            for line in items
+        ),
+    )
+    clients = make_clients(settings)
+    topic = arns_for(clients, settings.aws_region).topic(settings.topology.order_topic)
+    response = clients.sns.publish(
+        TopicArn=topic,
+        Message=encode(event),
+        MessageAttributes=message_attributes(event),  # type: ignore[arg-type]
+    )
+    print(f"Published {event.event_type} to {topic}")
+    print(f"  message id: {response['MessageId']}")
+    print(f"  event id:   {event.event_id}")
+    print(f"  order id:   {event.order_id}")
+    print(f"  trace id:   {event.trace_id}")
+    print(
+        "The web has no such order: its worker dead-letters the services' results "
+        "for it (see `pubsub status`)."
+    )
+    return EXIT_OK
+
+
+def _dlq_queues(args: argparse.Namespace, settings: Settings) -> list[QueueSpec] | None:
+    try:
+        return dlq.select_queues(settings.topology, args.queue)
+    except KeyError as error:
+        print(f"pubsub dlq: {error.args[0]}", file=sys.stderr)
+        return None
+
+
+def cmd_dlq_list(args: argparse.Namespace, settings: Settings) -> int:
+    """Show what sits in each dead-letter queue, and why; nothing is removed."""
+    specs = _dlq_queues(args, settings)
+    if specs is None:
+        return EXIT_CONFIG
+    sqs = make_clients(settings).sqs
+    found = {spec.dlq_name: dlq.list_dead_letters(sqs, spec) for spec in specs}
+    if args.json:
+        print(json.dumps({name: [d.as_dict() for d in dead] for name, dead in found.items()}))
+        return EXIT_OK
+    for spec in specs:
+        dead = found[spec.dlq_name]
+        if not dead:
+            print(f"{spec.dlq_name}: empty")
+            continue
+        print(f"{spec.dlq_name}: {len(dead)} message(s), from {spec.name}")
+        for d in dead:
+            when = d.dead_lettered_at.strftime("%Y-%m-%d %H:%M:%S") if d.dead_lettered_at else "?"
+            about = f"order {d.order_id}" if d.order_id else "no order id"
+            received = f", received {d.receive_count}x" if d.receive_count else ""
+            print(f"  {when}  {d.event_type or 'unknown type'}  {about}{received}")
+            print(f"    reason: {d.reason}")
+    total = sum(len(dead) for dead in found.values())
+    print(f"{total} dead-lettered message(s).", end="")
+    print(" After a fix, move them back with: pubsub dlq redrive" if total else "")
+    return EXIT_OK
+
+
+def cmd_dlq_redrive(args: argparse.Namespace, settings: Settings) -> int:
+    """Move dead-lettered messages back to their source queue, to be processed again."""
+    specs = _dlq_queues(args, settings)
+    if specs is None:
+        return EXIT_CONFIG
+    sqs = make_clients(settings).sqs
+    moved = failed = 0
+    for spec in specs:
+        result = dlq.redrive(sqs, spec)
+        moved += result.moved
+        failed += result.failed
+        line = f"{result.dlq} -> {result.source_queue}: moved {result.moved}"
+        if result.failed:
+            line += f", FAILED {result.failed}"
+        if result.skipped:
+            line += f", left {result.skipped} that arrived during the redrive"
+        print(line)
+    print(f"Moved {moved} message(s) back." + (f" {failed} could not be moved." if failed else ""))
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def cmd_lint_topology(args: argparse.Namespace, settings: Settings) -> int:
+    """Check the topology definition offline against the rules real AWS enforces."""
+    arns = Arns(account=args.account, region=settings.aws_region)
+    snapshot = lint.desired_snapshot(settings.topology, arns, _message_attribute_count())
+    return _report(lint.lint(snapshot), "the topology definition")
+
+
+def cmd_iam_policy(args: argparse.Namespace, settings: Settings) -> int:
+    """Print the least-privilege IAM policy of the container's role, as JSON."""
+    if args.account:
+        arns = Arns(account=args.account, region=settings.aws_region)
+    else:
+        arns = arns_for(make_clients(settings), settings.aws_region)
+    print(json.dumps(iam.runtime_policy(settings.topology, arns), indent=2))
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
     parser = argparse.ArgumentParser(
@@ -82,6 +361,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="print what would be created or changed; change nothing",
     )
+    provision.add_argument(
+        "--check",
+        action="store_true",
+        help="change nothing; read the live resources and flag what real AWS would reject",
+    )
     provision.set_defaults(func=cmd_provision)
 
     migrate_cmd = sub.add_parser(
@@ -93,17 +377,110 @@ def build_parser() -> argparse.ArgumentParser:
         "stores", nargs="*", metavar="STORE", help=f"any of {', '.join(STORE_NAMES)} (default: all)"
     )
     migrate_cmd.set_defaults(func=cmd_migrate)
+
+    status = sub.add_parser(
+        "status",
+        help="show each queue and DLQ: messages visible, in flight, dead-lettered",
+        description=f"{cmd_status.__doc__} Exits {EXIT_FAILED} when a queue cannot be read "
+        "(emulator down, topology not provisioned).",
+    )
+    status.add_argument(
+        "--check",
+        action="store_true",
+        help=f"exit {EXIT_DEAD_LETTERS} when any dead-letter queue holds messages",
+    )
+    status.set_defaults(func=cmd_status)
+
+    sample = sub.add_parser(
+        "publish-sample",
+        help="place a sample order through the web (or --direct to SNS)",
+        description=f"{cmd_publish_sample.__doc__} Prints the order id and the trace id "
+        "to grep the logs for.",
+    )
+    sample.add_argument(
+        "--direct",
+        action="store_true",
+        help="publish an order.created event straight to the order topic, bypassing the "
+        "web: the services process it, and as the web never heard of the order its worker "
+        "dead-letters their results",
+    )
+    sample.add_argument("--email", default=SAMPLE_EMAIL, help="customer email of the order")
+    sample.add_argument(
+        "--url", help="the web's address (default: http://127.0.0.1:WEB_PORT from the settings)"
+    )
+    sample.add_argument(
+        "--wait",
+        action="store_true",
+        help="wait until every service has handled the order; exit 1 unless it was processed",
+    )
+    sample.add_argument(
+        "--timeout", type=float, default=60, help="seconds --wait waits (default: %(default)s)"
+    )
+    sample.set_defaults(func=cmd_publish_sample)
+
+    dlq_parser = sub.add_parser(
+        "dlq",
+        help="inspect and redrive the dead-letter queues",
+        description="Dead-letter queues: messages a consumer gave up on, with the reason.",
+    )
+    dlq_sub = dlq_parser.add_subparsers(dest="dlq_command", required=True, metavar="ACTION")
+    queue_help = "only this queue: a consumer (email), its queue or its DLQ name"
+    listing = dlq_sub.add_parser(
+        "list", help="show each DLQ's messages and reasons", description=cmd_dlq_list.__doc__
+    )
+    listing.add_argument("--queue", metavar="NAME", help=queue_help)
+    listing.add_argument("--json", action="store_true", help="print JSON (for scripts)")
+    listing.set_defaults(func=cmd_dlq_list)
+    redrive = dlq_sub.add_parser(
+        "redrive",
+        help="move DLQ messages back to their source queue",
+        description=f"{cmd_dlq_redrive.__doc__} Run it after fixing the cause: a message "
+        "that fails again returns to the DLQ. Exit status 1 if any message could not be moved.",
+    )
+    redrive.add_argument("--queue", metavar="NAME", help=queue_help)
+    redrive.set_defaults(func=cmd_dlq_redrive)
+
+    lint_cmd = sub.add_parser(
+        "lint-topology",
+        help="check the topology definition offline (queue policies, FIFO, limits, ...)",
+        description=cmd_lint_topology.__doc__,
+    )
+    lint_cmd.add_argument(
+        "--account",
+        default="000000000000",
+        help="account id used to build ARNs (default: a placeholder; no AWS call is made)",
+    )
+    lint_cmd.set_defaults(func=cmd_lint_topology)
+
+    policy = sub.add_parser(
+        "iam-policy",
+        help="print the least-privilege IAM policy for the container's role",
+        description=cmd_iam_policy.__doc__,
+    )
+    policy.add_argument(
+        "--account",
+        help="account id for the ARNs (default: the caller's, from STS GetCallerIdentity)",
+    )
+    policy.set_defaults(func=cmd_iam_policy)
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Parse arguments, load settings, run the command; errors become exit codes."""
+def main(argv: Sequence[str] | None = None, settings: Settings | None = None) -> int:
+    """Run one command with the settings (loaded unless given); errors become exit codes."""
     args = build_parser().parse_args(argv)
     try:
-        settings = Settings()
+        settings = settings or Settings()
     except ValidationError as error:
         print(f"pubsub: configuration error:\n{error}", file=sys.stderr)
         return EXIT_CONFIG
+    if settings.aws_endpoint_url and not (
+        os.environ.get("AWS_ACCESS_KEY_ID") or os.environ.get("AWS_PROFILE")
+    ):
+        # The emulator takes any keys and `make dev` gives its programs `test` (boto3 never
+        # reads .env). Deciding here, not through boto3's chain, keeps real keys away from
+        # the emulator and asks no metadata endpoint. Real AWS keeps the normal chain.
+        os.environ["AWS_ACCESS_KEY_ID"] = "test"
+        os.environ["AWS_SECRET_ACCESS_KEY"] = "test"  # noqa: S105 - the emulator's keys
     command: Command = args.func
     try:
         return command(args, settings)

@@ -7,7 +7,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
@@ -47,6 +47,9 @@ class Settings(BaseSettings):
     web_port: int = Field(default=3000, ge=1, le=65535)
     web_workers: int = Field(default=1, ge=1, le=64)
     web_threads: int = Field(default=8, ge=1, le=256)
+    #: Signs the web's session cookie (its CSRF tokens). Unset: one is generated on first
+    #: start and kept in DATA_DIR/web-secret-key, shared by every gunicorn worker.
+    web_secret_key: SecretStr | None = None
 
     #: Directory for the SQLite files of the web and each service (when DATABASE_URL is unset).
     data_dir: Path = ROOT / "var" / "data"
@@ -70,6 +73,9 @@ class Settings(BaseSettings):
     #: Outbox relay: seconds a relay owns the rows it claimed; a dead relay's rows are
     #: picked up by another relay after this.
     outbox_claim_seconds: int = Field(default=30, ge=1, le=3600)
+    #: Outbox relay: publish an order's event again when a service has not reported on
+    #: it this many seconds after publication (the broker lost it); 0 turns this off.
+    outbox_republish_after: float = Field(default=120, ge=0)
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     #: Program name written in every log line; supervisord sets it per program.
@@ -79,6 +85,14 @@ class Settings(BaseSettings):
     @classmethod
     def _blank_endpoint_means_aws(cls, value: object) -> object:
         """An empty AWS_ENDPOINT_URL (as in `AWS_ENDPOINT_URL=`) means real AWS."""
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
+    @field_validator("web_secret_key", mode="before")
+    @classmethod
+    def _blank_secret_means_generated(cls, value: object) -> object:
+        """An empty WEB_SECRET_KEY means: generate one and keep it in DATA_DIR."""
         if isinstance(value, str) and not value.strip():
             return None
         return value

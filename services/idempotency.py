@@ -15,6 +15,7 @@ which consumer goes first (see `_record`).
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -149,7 +150,9 @@ def claim(engine: Engine, event_id: str, order_id: str, lease_seconds: int) -> O
         if row.status != IN_PROGRESS:
             return _stored(row)
         if row.claimed_until is not None and _utc(row.claimed_until) > now:
-            raise RetryLater("event is claimed by another consumer", delay=lease_seconds)
+            # Come back when the lease ends, not a whole lease later.
+            wait = math.ceil((_utc(row.claimed_until) - now).total_seconds()) + 1
+            raise RetryLater("event is claimed by another consumer", delay=wait)
         # The previous claimer died before recording an outcome: take over, unless another
         # consumer took over in the meantime (then its update changed the lease first).
         took = conn.execute(

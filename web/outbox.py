@@ -4,6 +4,10 @@ Any number of relays may share one outbox (several web_worker instances on Postg
 each claims its batch atomically (FOR UPDATE SKIP LOCKED; on SQLite the write lock) with a
 lease, so every event is published by one relay, and a dead relay's rows are taken over
 once its lease ends.
+
+It also publishes again the event of an order some service has not reported on long
+after publication: the broker may have lost the message (an emulator restarted without
+its state, a purged queue). The services are idempotent, so a second copy is harmless.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from datetime import timedelta
@@ -20,9 +25,9 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, func, or_, select, update
 
-from pubsub_supervisor import db
+from pubsub_supervisor import db, logs
 from pubsub_supervisor.events import utcnow
-from web.schema import outbox
+from web.schema import order_services, outbox
 
 if TYPE_CHECKING:
     from mypy_boto3_sns import SNSClient
@@ -31,8 +36,11 @@ log = logging.getLogger(__name__)
 
 #: Largest PublishBatch SNS accepts.
 PUBLISH_BATCH = 10
-#: Retry delays grow 1 s, 2 s, 4 s ... up to this.
-MAX_BACKOFF_SECONDS = 60
+#: Retry delays grow 1 s, 2 s, 4 s ... up to this: once SNS is back, the backlog goes
+#: out within it.
+MAX_BACKOFF_SECONDS = 10
+#: Most events one republish pass sends (the next pass takes the rest).
+REPUBLISH_LIMIT = 500
 
 
 class OutboxRelay:
@@ -48,6 +56,7 @@ class OutboxRelay:
         claim_seconds: int = 30,
         on_published: Callable[[int], None] | None = None,
         on_failed: Callable[[int], None] | None = None,
+        republish_after: float = 0,
     ) -> None:
         self.engine = engine
         self.sns = sns
@@ -58,8 +67,13 @@ class OutboxRelay:
         self.name = f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.on_published = on_published
         self.on_failed = on_failed
+        #: Seconds after publication an order may stay pending before its event is
+        #: published again (0: never).
+        self.republish_after = republish_after
+        self.republished = 0
         self._stopping = threading.Event()
         self._failures = 0
+        self._next_sweep = time.monotonic() + republish_after
 
     def stop(self) -> None:
         """Finish the batch in hand, then return from `run()`."""
@@ -71,6 +85,7 @@ class OutboxRelay:
         while not self._stopping.is_set():
             try:
                 published = self.relay_once()
+                self._maybe_sweep()
             except Exception as error:
                 # The store itself failed (locked, disk): wait and try again.
                 log.warning("outbox relay pass failed", extra={"error": str(error)})
@@ -90,6 +105,54 @@ class OutboxRelay:
         with db.read(self.engine) as conn:
             query = select(func.count()).select_from(outbox).where(outbox.c.published_at.is_(None))
             return int(conn.execute(query).scalar_one())
+
+    def _maybe_sweep(self) -> None:
+        if not self.republish_after or time.monotonic() < self._next_sweep:
+            return
+        self._next_sweep = time.monotonic() + max(1.0, self.republish_after / 4)
+        self.republish_stale()
+
+    def republish_stale(self) -> int:
+        """Publish again the events of orders still pending `republish_after` seconds
+        after their last publication; returns how many were published."""
+        now = utcnow()
+        cutoff = now - timedelta(seconds=self.republish_after)
+        pending_orders = select(order_services.c.order_id).where(
+            order_services.c.status == "pending"
+        )
+        with db.write(self.engine) as conn:
+            stale = (
+                select(outbox.c.seq)
+                .where(outbox.c.published_at < cutoff)
+                .where(outbox.c.aggregate_id.in_(pending_orders))
+                .order_by(outbox.c.seq)
+                .limit(REPUBLISH_LIMIT)
+                .with_for_update(skip_locked=True)
+            )
+            seqs = list(conn.execute(stale).scalars())
+            # Moving published_at on, in the same transaction, keeps the other relays'
+            # sweeps from sending the same events again.
+            if seqs:
+                conn.execute(update(outbox).where(outbox.c.seq.in_(seqs)).values(published_at=now))
+            rows = list(
+                conn.execute(select(outbox).where(outbox.c.seq.in_(seqs)).order_by(outbox.c.seq))
+            )
+        if not rows:
+            return 0
+        log.warning(
+            "republishing events of orders still pending",
+            extra={"count": len(rows), "pending_for_seconds": self.republish_after},
+        )
+        published = 0
+        for start in range(0, len(rows), PUBLISH_BATCH):
+            chunk = rows[start : start + PUBLISH_BATCH]
+            by_topic: dict[str, list[Any]] = {}
+            for row in chunk:
+                by_topic.setdefault(row.topic, []).append(row)
+            for topic, topic_rows in by_topic.items():
+                published += self._publish(topic, topic_rows)
+        self.republished += published
+        return published
 
     def claim(self) -> list[Any]:
         """Claim up to one batch of due rows nobody holds; returns them, oldest first."""
@@ -154,6 +217,7 @@ class OutboxRelay:
                 "publish failed; events stay in the outbox",
                 extra={"error": str(error), "count": len(rows), "retry_in": self._backoff()},
             )
+            _log_each(rows, "event not published yet", error=str(error))
             return 0
         failed = {int(f["Id"]): f.get("Message", f.get("Code", "")) for f in response["Failed"]}
         ok = [row.seq for row in rows if row.seq not in failed]
@@ -167,9 +231,13 @@ class OutboxRelay:
             self._failures = 0
             if self.on_published:
                 self.on_published(len(ok))
+            _log_each([row for row in rows if row.seq not in failed], "event published")
         if failed:
             self._failures += 1
             self._mark_failed(failed, rows)
+            for row in rows:
+                if row.seq in failed:
+                    _log_each([row], "event refused by SNS", error=failed[row.seq])
         return len(ok)
 
     def _mark_failed(self, errors: Mapping[int, str], rows: list[Any]) -> None:
@@ -190,3 +258,12 @@ class OutboxRelay:
                             claimed_until=None,
                         )
                     )
+
+
+def _log_each(rows: list[Any], message: str, **extra: str) -> None:
+    """One line per event, with the ids that tie it to its order and its request."""
+    level = logging.WARNING if extra else logging.INFO
+    for row in rows:
+        trace = json.loads(row.attributes).get("trace_id", {}).get("StringValue")
+        with logs.bound(event_id=row.event_id, order_id=row.aggregate_id, trace_id=trace):
+            log.log(level, message, extra={"attempts": row.attempts, **extra})

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import logging
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, insert, select, update
+from sqlalchemy import Connection, Engine, func, insert, select, update
 
-from pubsub_supervisor import db
+from pubsub_supervisor import db, logs
 from pubsub_supervisor.catalog import Product
 from pubsub_supervisor.events import (
     OrderCreated,
@@ -30,6 +31,8 @@ from web.schema import (
     product_stock,
 )
 from web.validation import OrderIn
+
+log = logging.getLogger(__name__)
 
 #: Outbox topic key of order events (the relay maps it to the topic ARN).
 ORDER_EVENTS = "order_events"
@@ -99,6 +102,8 @@ def place_order(
                 next_attempt_at=now,
             )
         )
+    with logs.bound(order_id=event.order_id, event_id=event.event_id, trace_id=trace_id):
+        log.info("order accepted", extra={"total_cents": event.total_cents})
     return event
 
 
@@ -140,6 +145,7 @@ def _order_json(conn: Connection, row: Any) -> dict[str, Any]:
         "created_at": _iso(row.created_at),
         "trace_id": row.trace_id,
         "published": published is not None,
+        "published_at": _iso(published),
         "items": [
             {
                 "sku": i.sku,
@@ -238,3 +244,10 @@ def analytics(engine: Engine) -> dict[str, Any] | None:
     if row is None:
         return None
     return {**json.loads(row.data), "reported_at": _iso(row.updated_at)}
+
+
+def outbox_backlog(engine: Engine) -> int:
+    """Events committed but not yet published."""
+    with db.read(engine) as conn:
+        query = select(func.count()).select_from(outbox).where(outbox.c.published_at.is_(None))
+        return int(conn.execute(query).scalar_one())

@@ -12,11 +12,12 @@ import threading
 from collections.abc import Callable
 from types import FrameType
 
-from pubsub_supervisor import logs
+from pubsub_supervisor import logs, metrics
 from pubsub_supervisor.aws import queue_url, until_reachable
 from pubsub_supervisor.errors import PoisonMessage
 from pubsub_supervisor.events import ServiceResult, decode
 from pubsub_supervisor.settings import Settings
+from services.metrics import MetricsMiddleware
 from services.runtime import Consumer, ConsumerConfig, Message
 from web import store
 from web.context import WebContext
@@ -44,6 +45,7 @@ def main() -> int:
     """Run the relay and the results consumer until SIGTERM."""
     settings = Settings()
     logs.configure(settings.program_name, settings.log_level)
+    metrics.prepare()
     context = WebContext(settings)
     topic_arns = until_reachable(lambda: context.topic_arns, "STS")
     spec = settings.topology.queue_for("web")
@@ -54,6 +56,9 @@ def main() -> int:
         topic_arns,
         poll_interval=settings.outbox_poll_interval,
         claim_seconds=settings.outbox_claim_seconds,
+        on_published=metrics.OUTBOX_PUBLISHED.labels(program=settings.program_name).inc,
+        on_failed=metrics.OUTBOX_FAILURES.labels(program=settings.program_name).inc,
+        republish_after=settings.outbox_republish_after,
     )
     consumer = Consumer(
         context.aws.sqs,
@@ -64,6 +69,7 @@ def main() -> int:
             wait_seconds=settings.consumer_wait_seconds,
             visibility_timeout=spec.visibility_timeout,
         ),
+        middleware=[MetricsMiddleware(settings.program_name, spec.name)],
     )
 
     def stop(signum: int, _frame: FrameType | None) -> None:

@@ -1,0 +1,272 @@
+"""The emulators the integration suite runs against, behind one interface.
+
+`native` is LocalStack from .venv-localstack, provisioned by its own ready.d hook. `moto`
+is moto's server mode from the app's virtualenv, `ministack` MiniStack from
+.venv-ministack. Those two run no init hooks from the project, so the fixture provisions
+them with `apply_topology`, exactly as `pubsub provision` does against AWS.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from pubsub_supervisor.aws import arns_for, make_clients
+from pubsub_supervisor.emulator import NativeLocalStack, free_port
+from pubsub_supervisor.settings import Settings
+from pubsub_supervisor.topology import apply_topology
+
+ROOT = Path(__file__).resolve().parents[2]
+SERVICES = ("sns", "sqs", "ses", "sts")
+#: Values of TEST_EMULATOR.
+KINDS = ("native", "moto", "ministack")
+MOTO_SERVER = ROOT / ".venv" / "bin" / "moto_server"
+MINISTACK = ROOT / ".venv-ministack" / "bin" / "ministack"
+
+# Requests to the emulator must never go through a proxy from the environment.
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+@dataclass(frozen=True)
+class SentEmail:
+    """One message the emulator's SES accepted."""
+
+    to: tuple[str, ...]
+    subject: str
+    text: str | None
+    html: str | None
+
+    @property
+    def content(self) -> str:
+        """Text and HTML parts together (some emulators keep only one)."""
+        return "\n".join(part for part in (self.text, self.html) if part)
+
+
+class Emulator(Protocol):
+    """What the fixtures and tests need from any emulator."""
+
+    kind: str
+    #: Queue attributes it accepts but does not keep (re-provisioning shows them as drift).
+    dropped_attributes: frozenset[str]
+
+    @property
+    def endpoint_url(self) -> str: ...
+
+    def sent_emails(self, to: str) -> list[SentEmail]: ...
+
+    def stop(self) -> None: ...
+
+
+def _get_json(url: str) -> Any:
+    with _DIRECT.open(url, timeout=10) as response:
+        return json.load(response)
+
+
+class LocalStackEmulator:
+    """Native LocalStack; its ready.d hook applies the topology."""
+
+    kind = "native"
+    dropped_attributes: frozenset[str] = frozenset()
+
+    def __init__(self, state_dir: Path, prefix: str) -> None:
+        self.localstack = NativeLocalStack(
+            port=free_port(),
+            state_dir=state_dir,
+            init_dir=ROOT / "localstack" / "init",
+            venv=ROOT / ".venv-localstack",
+            services=SERVICES,
+            extra_env={"PUBSUB_SOURCE": str(ROOT), "RESOURCE_PREFIX": prefix},
+        )
+        self.localstack.start()
+
+    @property
+    def endpoint_url(self) -> str:
+        """The gateway URL."""
+        return self.localstack.endpoint_url
+
+    def sent_emails(self, to: str) -> list[SentEmail]:
+        """Messages from LocalStack's SES inspection endpoint."""
+        messages = _get_json(f"{self.endpoint_url}/_aws/ses")["messages"]
+        return [
+            SentEmail(
+                to=tuple(m["Destination"]["ToAddresses"]),
+                subject=m["Subject"],
+                text=m["Body"].get("text_part"),
+                html=m["Body"].get("html_part"),
+            )
+            for m in messages
+            if to in m["Destination"]["ToAddresses"]
+        ]
+
+    def stop(self) -> None:
+        """Stop LocalStack and everything it spawned."""
+        self.localstack.stop()
+
+
+class ServerEmulator:
+    """An emulator server started natively on a free port, provisioned by `apply_topology`."""
+
+    kind = ""
+    dropped_attributes: frozenset[str] = frozenset()
+    #: A URL that answers once the server is up.
+    ready_path = "/"
+
+    def __init__(self, state_dir: Path, prefix: str, timeout: float = 60) -> None:
+        self.port = free_port()
+        self.log_path = state_dir / f"{self.kind}.log"
+        with self.log_path.open("wb") as log:
+            self.proc = subprocess.Popen(
+                self.command(),
+                env=self.environment(state_dir),
+                cwd=state_dir,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        try:
+            self._wait_listening(timeout)
+            self.provision(prefix)
+        except BaseException:
+            self.stop()
+            raise
+
+    def command(self) -> list[str]:
+        """The server's command line."""
+        raise NotImplementedError
+
+    def environment(self, state_dir: Path) -> dict[str, str]:
+        """The server's environment."""
+        return {k: v for k, v in os.environ.items() if not k.startswith("AWS_ENDPOINT_URL")}
+
+    @property
+    def endpoint_url(self) -> str:
+        """The server's URL."""
+        return f"http://127.0.0.1:{self.port}"
+
+    def _wait_listening(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(
+                    f"{self.kind} exited with {self.proc.returncode}:\n{self.log_path.read_text()}"
+                )
+            try:
+                _get_json(f"{self.endpoint_url}{self.ready_path}")
+                return
+            except (urllib.error.URLError, ConnectionError):
+                time.sleep(0.2)
+        raise RuntimeError(f"{self.kind} did not answer within {timeout:.0f} s")
+
+    def provision(self, prefix: str) -> None:
+        """Apply the topology as `pubsub provision` does (these run no init hooks)."""
+        settings = Settings.model_validate(
+            {"aws_endpoint_url": self.endpoint_url, "resource_prefix": prefix}
+        )
+        clients = make_clients(settings)
+        apply_topology(
+            settings.topology,
+            sns=clients.sns,
+            sqs=clients.sqs,
+            ses=clients.ses,
+            arns=arns_for(clients, settings.aws_region),
+        )
+
+    def sent_emails(self, to: str) -> list[SentEmail]:
+        """Messages the emulator's SES accepted for one recipient."""
+        raise NotImplementedError
+
+    def stop(self, grace: float = 10) -> None:
+        """SIGTERM the server's process group; SIGKILL after `grace` seconds."""
+        if self.proc.poll() is not None:
+            return
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+
+class MotoEmulator(ServerEmulator):
+    """moto's server mode from the app's virtualenv."""
+
+    kind = "moto"
+    dropped_attributes = frozenset({"RedriveAllowPolicy"})
+    ready_path = "/moto-api/data.json"
+
+    def command(self) -> list[str]:
+        """`moto_server` on 127.0.0.1 only."""
+        return [str(MOTO_SERVER), "-H", "127.0.0.1", "-p", str(self.port)]
+
+    def sent_emails(self, to: str) -> list[SentEmail]:
+        """Messages from moto's model dump (it keeps the HTML part when there is one)."""
+        messages = _get_json(f"{self.endpoint_url}/moto-api/data.json")["ses"]["Message"]
+        return [
+            SentEmail(
+                to=tuple(m["destinations"]["ToAddresses"]),
+                subject=m["subject"],
+                text=None,
+                html=m["body"],
+            )
+            for m in messages
+            if to in m["destinations"].get("ToAddresses", [])
+        ]
+
+
+class MiniStackEmulator(ServerEmulator):
+    """MiniStack from .venv-ministack (its own pinned lock: it needs an older botocore)."""
+
+    kind = "ministack"
+    ready_path = "/_ministack/health"
+
+    def command(self) -> list[str]:
+        """The `ministack` server in the foreground."""
+        if not MINISTACK.exists():
+            raise RuntimeError(f"{MINISTACK} is missing: run: make ministack-venv")
+        return [str(MINISTACK)]
+
+    def environment(self, state_dir: Path) -> dict[str, str]:
+        """Port, address and services through its environment; no persistence, no Docker."""
+        return {
+            **super().environment(state_dir),
+            "GATEWAY_PORT": str(self.port),
+            "BIND_HOST": "127.0.0.1",
+            "MINISTACK_HOST": "127.0.0.1",
+            "SERVICES": ",".join(SERVICES),
+            "LOG_LEVEL": "WARNING",
+        }
+
+    def sent_emails(self, to: str) -> list[SentEmail]:
+        """Messages from MiniStack's SES inspection endpoint (grouped by account)."""
+        by_account = _get_json(f"{self.endpoint_url}/_ministack/ses/messages")["messages"]
+        return [
+            SentEmail(
+                to=tuple(m.get("To", [])),
+                subject=m.get("Subject", ""),
+                text=m.get("BodyText") or None,
+                html=m.get("BodyHtml") or None,
+            )
+            for messages in by_account.values()
+            for m in messages
+            if to in m.get("To", [])
+        ]
+
+
+def start_emulator(kind: str, state_dir: Path, prefix: str) -> Emulator:
+    """Start the emulator TEST_EMULATOR names, with the topology applied."""
+    if kind == "native":
+        return LocalStackEmulator(state_dir, prefix)
+    if kind == "moto":
+        return MotoEmulator(state_dir, prefix)
+    if kind == "ministack":
+        return MiniStackEmulator(state_dir, prefix)
+    raise ValueError(f"TEST_EMULATOR={kind!r} is not supported; use one of {', '.join(KINDS)}")
