@@ -341,7 +341,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # This process's own clients (provisioning) talk only to the emulator.
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "test")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "test")
-    say(f"scale-out: {args.orders} orders, {args.concurrency} threads per instance")
+    say(f"scale-out: {args.orders} orders, handler threads per instance: {args.concurrency}")
     say(f"  on {os.cpu_count()} CPUs, shared with the emulator and the database")
     results = []
     with tempfile.TemporaryDirectory(prefix="pubsub-scaleout-") as tmp:
