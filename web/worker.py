@@ -74,6 +74,7 @@ def main() -> int:
         context.aws.sns,
         topic_arns,
         poll_interval=settings.outbox_poll_interval,
+        claim_seconds=settings.outbox_claim_seconds,
         on_published=metrics.OUTBOX_PUBLISHED.labels(program=settings.program_name).inc,
         on_failed=metrics.OUTBOX_FAILURES.labels(program=settings.program_name).inc,
         republish_after=settings.outbox_republish_after,
