@@ -1,7 +1,9 @@
 """Session fixtures: a real emulator, the stack's settings, a real supervisord tree.
 
 Layers: emulator -> stack_env -> stack -> api. Each starts once per session. The emulator
-is chosen by one switch, TEST_EMULATOR (default `native`: LocalStack from .venv-localstack).
+is chosen by one switch, TEST_EMULATOR: `native` (the default: LocalStack from
+.venv-localstack) or `testcontainers` (a LocalStack container; the image is LOCALSTACK_IMAGE,
+else localstack/localstack:4.14.0 or the stand-in scripts/docker/prepare.sh builds).
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import pytest
 
 from pubsub_supervisor.emulator import NativeLocalStack, free_port
 from pubsub_supervisor.settings import Settings
+from tests.support.docker import LOCALSTACK_IMAGES, local_image
+from tests.support.emulators import ContainerLocalStack, Emulator
 from tests.support.stack import ROOT, Api, SupervisedStack
 
 EMULATOR_SERVICES = ("sns", "sqs", "ses", "sts")
@@ -21,11 +25,14 @@ PREFIX = "pubsub"
 
 
 @pytest.fixture(scope="session")
-def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NativeLocalStack]:
-    """LocalStack, started natively on a free port with the project's init hooks."""
+def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
+    """LocalStack on a free 127.0.0.1 port with the project's init hooks (see TEST_EMULATOR)."""
     kind = os.environ.get("TEST_EMULATOR", "native")
+    if kind == "testcontainers":
+        yield from container_emulator()
+        return
     if kind != "native":
-        pytest.fail(f"TEST_EMULATOR={kind!r} is not supported; use 'native'")
+        pytest.fail(f"TEST_EMULATOR={kind!r} is not supported; use 'native' or 'testcontainers'")
     emulator = NativeLocalStack(
         port=free_port(),
         state_dir=tmp_path_factory.mktemp("localstack"),
@@ -39,10 +46,21 @@ def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NativeLocalSt
     emulator.stop()
 
 
+def container_emulator() -> Iterator[Emulator]:
+    """LocalStack in a container started by testcontainers."""
+    container = ContainerLocalStack(
+        image=local_image("LOCALSTACK_IMAGE", LOCALSTACK_IMAGES),
+        root=ROOT,
+        services=EMULATOR_SERVICES,
+        env={"RESOURCE_PREFIX": PREFIX},
+    )
+    container.start()
+    yield container
+    container.stop()
+
+
 @pytest.fixture(scope="session")
-def stack_env(
-    emulator: NativeLocalStack, tmp_path_factory: pytest.TempPathFactory
-) -> dict[str, str]:
+def stack_env(emulator: Emulator, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """Environment of every program: the emulator's address, private ports and files."""
     return {
         "AWS_ENDPOINT_URL": emulator.endpoint_url,

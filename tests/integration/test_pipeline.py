@@ -12,8 +12,8 @@ import pytest
 import requests
 
 from pubsub_supervisor.aws import make_clients
-from pubsub_supervisor.emulator import NativeLocalStack
 from pubsub_supervisor.settings import Settings
+from tests.support.emulators import Emulator
 from tests.support.stack import ROOT, Api, SupervisedStack, wait_for
 
 pytestmark = pytest.mark.integration
@@ -23,7 +23,7 @@ def email() -> str:
     return f"buyer-{uuid.uuid4().hex[:12]}@example.com"
 
 
-def sent_emails(emulator: NativeLocalStack, to: str) -> list[dict[str, Any]]:
+def sent_emails(emulator: Emulator, to: str) -> list[dict[str, Any]]:
     """Messages LocalStack's SES accepted for one recipient."""
     messages = requests.get(f"{emulator.endpoint_url}/_aws/ses", timeout=10).json()["messages"]
     return [m for m in messages if to in m["Destination"]["ToAddresses"]]
@@ -44,7 +44,7 @@ def test_ready_and_healthy(api: Api) -> None:
     assert api.get("/healthz").json() == {"status": "ok"}
 
 
-def test_order_reaches_every_service(api: Api, emulator: NativeLocalStack) -> None:
+def test_order_reaches_every_service(api: Api, emulator: Emulator) -> None:
     buyer = email()
     before = {p["sku"]: p["stock"] for p in api.get("/api/products").json()["products"]}
     response = api.post_order(
@@ -73,7 +73,7 @@ def test_order_reaches_every_service(api: Api, emulator: NativeLocalStack) -> No
 
 
 def test_short_stock_is_rejected_but_still_confirmed_and_counted(
-    api: Api, emulator: NativeLocalStack
+    api: Api, emulator: Emulator
 ) -> None:
     buyer = email()
     response = api.post_order(buyer, [{"sku": "LE-007", "quantity": 500}])
