@@ -13,7 +13,7 @@ EMULATOR_VENV := .venv-localstack
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: help venv emulator-venv dev test test-unit test-integration lint fmt typecheck provision status ctl clean
+.PHONY: help venv emulator-venv dev test test-unit test-integration test-docker lint fmt typecheck provision status ctl up down image clean
 
 help: ## Show the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -57,6 +57,10 @@ test-unit: venv ## Unit tests only (no emulator)
 test-integration: venv emulator-venv ## Integration tests (they start LocalStack and supervisord)
 	$(VENV)/bin/pytest tests/integration
 
+test-docker: venv ## Docker tier: the compose stack, and the integration suite on a LocalStack container
+	$(VENV)/bin/pytest -m docker
+	TEST_EMULATOR=testcontainers $(VENV)/bin/pytest tests/integration -m "not docker" --ignore=tests/integration/test_emulator.py
+
 # The same variables pubsub_supervisor/dev.py gives supervisord, so supervisorctl finds its socket.
 SUPERVISOR_ENV := PUBSUB_HOME=$(CURDIR) PUBSUB_VENV=$(CURDIR)/$(VENV) PUBSUB_RUN_DIR=$(CURDIR)/var/run PUBSUB_LOG_DIR=$(CURDIR)/var/log
 
@@ -68,6 +72,19 @@ ctl: venv ## Any supervisorctl command: make ctl ARGS="tail -f email_service"
 
 provision: venv ## Apply the topology to AWS_ENDPOINT_URL (or real AWS when unset)
 	$(VENV)/bin/pubsub provision
+
+# `docker compose` (v2) where installed, else Compose v1's `docker-compose`; both read docker-compose.yml.
+COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
+
+up: ## docker compose up --build: LocalStack + the supervisor container (web on 127.0.0.1:3001)
+	$(COMPOSE) up --build
+
+down: ## Stop and remove the compose stack (its data volume stays)
+	$(COMPOSE) down
+
+image: ## Build the app image on the local base image (machines that cannot pull python:3.13-slim)
+	bash scripts/docker/prepare.sh
+	bash scripts/docker/app-image.sh
 
 clean: ## Remove virtualenvs and runtime state
 	rm -rf .uv $(VENV) $(EMULATOR_VENV) var
