@@ -22,7 +22,7 @@ main() {
   start=$(now)
   build_log=$(mktemp "${TMPDIR:-/tmp}/pubsub-app-build.XXXXXX")
   log "building $APP_IMAGE from $BASE_IMAGE (log: $build_log)"
-  if ! docker build --network host \
+  if ! docker build --network host --force-rm \
     --file "$REPO_ROOT/Dockerfile.supervisor" \
     --build-arg "BASE_IMAGE=$BASE_IMAGE" \
     --tag "$APP_IMAGE" \
