@@ -10,10 +10,11 @@ UV_VERSION := 0.13.8
 UV := .uv/bin/uv
 VENV := .venv
 EMULATOR_VENV := .venv-localstack
+MINISTACK_VENV := .venv-ministack
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: help venv emulator-venv dev test test-unit test-integration test-docker lint fmt typecheck provision status ctl up down image clean
+.PHONY: help venv emulator-venv dev emulator test test-unit test-integration lint fmt typecheck provision status ctl clean bench bench-quick dlq redrive ministack-venv test-parity audit scan-secrets test-docker up down image
 
 help: ## Show the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -34,8 +35,21 @@ $(EMULATOR_VENV)/.synced: localstack/requirements-native.lock | $(UV)
 	@$(UV) pip install --quiet --no-deps --python $(EMULATOR_VENV)/bin/python -r localstack/requirements-native.lock
 	@touch $@
 
+$(MINISTACK_VENV)/.synced: ministack/requirements.lock | $(UV)
+	@echo ">> installing MiniStack into $(MINISTACK_VENV) from its lock file"
+	@$(UV) venv --quiet --allow-existing --python $(PYTHON) $(MINISTACK_VENV)
+	@$(UV) pip install --quiet --no-deps --python $(MINISTACK_VENV)/bin/python -r ministack/requirements.lock
+	@touch $@
+
 venv: $(VENV)/.synced ## Create or update the app's virtualenv
 emulator-venv: $(EMULATOR_VENV)/.synced ## Create the native LocalStack virtualenv
+ministack-venv: $(MINISTACK_VENV)/.synced ## Create the MiniStack virtualenv (parity tier)
+
+dev: venv emulator-venv ## Run the whole stack natively: LocalStack, then supervisord (Ctrl-C stops it)
+	$(VENV)/bin/python -m pubsub_supervisor.dev
+
+emulator: venv emulator-venv ## Run only the native LocalStack, set up as `make dev` does (Ctrl-C stops it)
+	$(VENV)/bin/python -m pubsub_supervisor.dev --emulator-only
 
 lint: venv ## ruff check + format check
 	$(VENV)/bin/ruff check .
@@ -59,7 +73,17 @@ test-integration: venv emulator-venv ## Integration tests (they start LocalStack
 
 test-docker: venv ## Docker tier: the compose stack, and the integration suite on a LocalStack container
 	$(VENV)/bin/pytest -m docker
-	TEST_EMULATOR=testcontainers $(VENV)/bin/pytest tests/integration -m "not docker" --ignore=tests/integration/test_emulator.py
+	TEST_EMULATOR=testcontainers $(VENV)/bin/pytest tests/integration -m "not docker"
+
+test-parity: venv ministack-venv ## Integration tests on moto's server mode and MiniStack
+	TEST_EMULATOR=moto $(VENV)/bin/pytest tests/integration
+	TEST_EMULATOR=ministack $(VENV)/bin/pytest tests/integration
+
+audit: venv ## pip-audit the locked dependencies (needs PyPI's JSON API)
+	$(VENV)/bin/python scripts/audit_deps.py --require-data
+
+scan-secrets: ## Look for credentials, account ids, keys and tokens in the repo
+	scripts/scan-secrets .
 
 # The same variables pubsub_supervisor/dev.py gives supervisord, so supervisorctl finds its socket.
 SUPERVISOR_ENV := PUBSUB_HOME=$(CURDIR) PUBSUB_VENV=$(CURDIR)/$(VENV) PUBSUB_RUN_DIR=$(CURDIR)/var/run PUBSUB_LOG_DIR=$(CURDIR)/var/log
@@ -72,6 +96,18 @@ ctl: venv ## Any supervisorctl command: make ctl ARGS="tail -f email_service"
 
 provision: venv ## Apply the topology to AWS_ENDPOINT_URL (or real AWS when unset)
 	$(VENV)/bin/pubsub provision
+
+bench: venv emulator-venv ## Consumer drain benchmark, 3000 messages per queue (results in bench/results/)
+	$(VENV)/bin/python -m bench
+
+bench-quick: venv emulator-venv ## The same benchmark on 300-message queues (a few minutes)
+	$(VENV)/bin/python -m bench --quick
+
+dlq: venv ## List what sits in each dead-letter queue, with the reason
+	$(VENV)/bin/pubsub dlq list
+
+redrive: venv ## Move dead-lettered messages back to their queue (QUEUE=email for one)
+	$(VENV)/bin/pubsub dlq redrive $(if $(QUEUE),--queue $(QUEUE))
 
 # `docker compose` (v2) where installed, else Compose v1's `docker-compose`; both read docker-compose.yml.
 COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)

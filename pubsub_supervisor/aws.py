@@ -10,8 +10,9 @@ from typing import TYPE_CHECKING, Any
 
 import boto3
 from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
 
-from pubsub_supervisor.topology import Arns
+from pubsub_supervisor.topology import Arns, is_missing
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +84,54 @@ def until_reachable[T](call: Callable[[], T], what: str, max_delay: float = 30.0
         except Exception as error:
             log.warning(
                 "not reachable yet, retrying",
+                extra={"what": what, "error": str(error), "retry_in": delay},
+            )
+            time.sleep(delay)
+            delay = min(delay * 2, max_delay)
+
+
+#: Error codes that say "not now" rather than "never": throttling, and a resource that
+#: is missing while the emulator restarts and its init hook recreates it.
+_TRANSIENT_CODES = frozenset(
+    {"Throttling", "ThrottlingException", "ThrottledException", "RequestThrottled", "Unavailable"}
+)
+
+
+def is_transient(error: BaseException) -> bool:
+    """True for failures of the endpoint rather than of the request: no connection,
+    timeouts, 5xx, throttling, or a topic/queue that does not exist (yet)."""
+    if isinstance(error, BotoCoreError):
+        return True
+    if isinstance(error, ClientError):
+        status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
+        code = error.response.get("Error", {}).get("Code", "")
+        return status >= 500 or code in _TRANSIENT_CODES or is_missing(error)
+    return False
+
+
+def retry_transient[T](
+    call: Callable[[], T],
+    what: str,
+    *,
+    should_stop: Callable[[], bool] = lambda: False,
+    max_seconds: float = 300.0,
+    max_delay: float = 10.0,
+) -> T:
+    """Call until it succeeds, retrying transient failures with backoff for up to
+    `max_seconds` (or until `should_stop()`); other errors, and the last one, propagate.
+
+    Only for idempotent calls: a timed-out request may have taken effect.
+    """
+    deadline = time.monotonic() + max_seconds
+    delay = 0.5
+    while True:
+        try:
+            return call()
+        except Exception as error:
+            if not is_transient(error) or should_stop() or time.monotonic() + delay > deadline:
+                raise
+            log.warning(
+                "endpoint failed, retrying",
                 extra={"what": what, "error": str(error), "retry_in": delay},
             )
             time.sleep(delay)

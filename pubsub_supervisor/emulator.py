@@ -27,17 +27,21 @@ log = logging.getLogger(__name__)
 #: Default gateway port, the same as LocalStack's own.
 DEFAULT_PORT = 4566
 
+#: Services the stack uses: the init hook looks up the account with STS.
+STACK_SERVICES = ("sns", "sqs", "ses", "sts")
+
 #: Interpreter variables of the caller's (app) virtualenv that must not reach LocalStack's.
 _SCRUBBED_ENV = frozenset({"VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP"})
 
 #: Settings the launcher owns; letting callers override them would break the port/path wiring.
-_FIXED_ENV_KEYS = frozenset(
+FIXED_ENV_KEYS = frozenset(
     {
         "GATEWAY_LISTEN",
         "SERVICES",
         "FILESYSTEM_ROOT",
         "OVERRIDE_IN_DOCKER",
         "LOCALSTACK_HOST",
+        "SQS_ENDPOINT_STRATEGY",
         "AWS_ENDPOINT_URL",
     }
 )
@@ -50,8 +54,6 @@ _QUIET_DEFAULTS: Mapping[str, str] = {
     # No downloads or analytics: the only reachable hosts are package registries.
     "SKIP_SSL_CERT_DOWNLOAD": "1",
     "DISABLE_EVENTS": "1",
-    # Queue URLs must name a host that resolves offline: http://127.0.0.1:PORT/queue/...
-    "SQS_ENDPOINT_STRATEGY": "path",
 }
 
 #: Credentials for the init hooks' AWS clients; LocalStack accepts any.
@@ -64,6 +66,7 @@ _AWS_DEFAULTS: Mapping[str, str] = {
 _POLL_INTERVAL = 0.25
 _PROGRESS_EVERY = 5.0
 _LOG_TAIL_LINES = 40
+_LOG_ROTATE_BYTES = 10 * 1024 * 1024
 
 
 class EmulatorError(RuntimeError):
@@ -115,12 +118,12 @@ def port_from_url(url: str | None, default: int = DEFAULT_PORT) -> int:
     return urlsplit(url).port or default
 
 
-def _tail(path: Path, lines: int = _LOG_TAIL_LINES) -> str:
-    """Return the last lines of a log file, or a note when it cannot be read."""
+def _tail(path: Path, start: int = 0, lines: int = _LOG_TAIL_LINES) -> str:
+    """Return the last lines written to a log file after byte offset `start`."""
     try:
         with path.open("rb") as fh:
             fh.seek(0, os.SEEK_END)
-            fh.seek(max(0, fh.tell() - 64 * 1024))
+            fh.seek(max(start, fh.tell() - 64 * 1024))
             text = fh.read().decode("utf-8", errors="replace")
     except OSError as exc:
         return f"(no log at {path}: {exc})"
@@ -142,7 +145,7 @@ class NativeLocalStack:
         log_path: Path | None = None,
         stop_grace: float = 10,
     ) -> None:
-        clash = _FIXED_ENV_KEYS & set(extra_env or {})
+        clash = FIXED_ENV_KEYS & set(extra_env or {})
         if clash:
             raise ValueError(
                 f"extra_env may not set {', '.join(sorted(clash))}: the launcher owns them"
@@ -158,6 +161,7 @@ class NativeLocalStack:
         self.startup_seconds: float | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._log_file: IO[bytes] | None = None
+        self._log_start = 0
         self._lock = threading.Lock()
 
     @property
@@ -222,7 +226,14 @@ class NativeLocalStack:
         self.check()
         self._link_init_dir()
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        self._log_file = self.log_path.open("wb")
+        # Appended to, so the log of a run that died is still there after the next start.
+        if self.log_path.exists() and self.log_path.stat().st_size > _LOG_ROTATE_BYTES:
+            self.log_path.replace(self.log_path.with_name(self.log_path.name + ".1"))
+        self._log_file = self.log_path.open("ab")
+        self._log_start = self._log_file.tell()
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+        self._log_file.write(f"--- {stamp} starting on {self.endpoint_url} ---\n".encode())
+        self._log_file.flush()
         started = time.monotonic()
         log.info("starting LocalStack on %s (log: %s)", self.endpoint_url, self.log_path)
         try:
@@ -276,6 +287,9 @@ class NativeLocalStack:
         env.update(
             {
                 "GATEWAY_LISTEN": f"127.0.0.1:{self.port}",
+                # Queue URLs must name a host that resolves offline, i.e.
+                # http://127.0.0.1:PORT/queue/REGION/ACCOUNT/NAME, not *.localstack.cloud.
+                "SQS_ENDPOINT_STRATEGY": "path",
                 "LOCALSTACK_HOST": f"127.0.0.1:{self.port}",
                 "SERVICES": ",".join(self.services),
                 "FILESYSTEM_ROOT": str(self.state_dir),
@@ -297,8 +311,8 @@ class NativeLocalStack:
             code = self._proc.poll()
             if code is not None:
                 raise EmulatorError(
-                    f"LocalStack exited with code {code} before it was ready.\n"
-                    f"--- last lines of {self.log_path} ---\n{_tail(self.log_path)}"
+                    f"LocalStack exited with code {code} before it was ready."
+                    f"\n{self._log_excerpt()}"
                 )
             status = self._ready_status()
             if status is not None and status.get("completed") is True:
@@ -310,21 +324,23 @@ class NativeLocalStack:
                 if failed:
                     raise InitHookError(
                         f"LocalStack init hook(s) failed: {', '.join(failed)} "
-                        f"(in {self.init_dir}/ready.d).\n"
-                        f"--- last lines of {self.log_path} ---\n{_tail(self.log_path)}"
+                        f"(in {self.init_dir}/ready.d).\n{self._log_excerpt()}"
                     )
                 return
             now = time.monotonic()
             if now >= deadline:
                 raise StartupTimeoutError(
-                    f"LocalStack was not ready after {timeout:.0f} s.\n"
-                    f"--- last lines of {self.log_path} ---\n{_tail(self.log_path)}"
+                    f"LocalStack was not ready after {timeout:.0f} s.\n{self._log_excerpt()}"
                 )
             if now >= next_progress:
                 phase = "running ready.d hooks" if status is not None else "starting"
                 log.info("waiting for LocalStack (%s, %.0f s)", phase, now - started)
                 next_progress = now + _PROGRESS_EVERY
             time.sleep(_POLL_INTERVAL)
+
+    def _log_excerpt(self) -> str:
+        """The end of this run's part of the log, for error messages."""
+        return f"--- last lines of {self.log_path} ---\n{_tail(self.log_path, self._log_start)}"
 
     def _ready_status(self) -> dict[str, Any] | None:
         """Return the decoded /_localstack/init/ready answer, or None if it is not serving yet."""
@@ -353,7 +369,9 @@ class NativeLocalStack:
                         proc.wait(timeout=grace)
                     except subprocess.TimeoutExpired:
                         # It ignores SIGTERM when it failed to bind its port, for one.
-                        log.warning("LocalStack ignored SIGTERM for %.1f s, killing it", grace)
+                        log.warning(
+                            "LocalStack did not exit within %.1f s of SIGTERM, killing it", grace
+                        )
                         _signal_group(pgid, signal.SIGKILL)
                         proc.wait()
                 # Hook children or helpers that outlived the leader.
@@ -418,9 +436,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         state_dir=args.state_dir,
         init_dir=args.init_dir,
         venv=args.venv,
-        extra_env={"PUBSUB_HOME": str(root)},
+        services=STACK_SERVICES,
+        # The project's hook imports the topology from the repo; other settings it reads
+        # (RESOURCE_PREFIX, ...) come from the environment as it is.
+        extra_env={"PUBSUB_SOURCE": str(root), "PUBSUB_HOME": str(root)},
     )
-    # SIGTERM must unwind like Ctrl-C: LocalStack runs in its own session and would outlive us.
+    # Both unwind through `finally`: LocalStack runs in its own session and would outlive us.
+    # SIGINT explicitly too: a shell starting us in the background leaves it ignored.
+    signal.signal(signal.SIGINT, interrupt)
     signal.signal(signal.SIGTERM, interrupt)
     try:
         emulator.start(timeout=args.timeout)

@@ -58,6 +58,9 @@ class Settings(BaseSettings):
 
     #: Outbox relay: seconds between polls of the outbox when it is idle.
     outbox_poll_interval: float = Field(default=0.1, gt=0, le=60)
+    #: Outbox relay: publish an order's event again when a service has not reported on
+    #: it this many seconds after publication (the broker lost it); 0 turns this off.
+    outbox_republish_after: float = Field(default=120, ge=0)
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     #: Program name written in every log line; supervisord sets it per program.

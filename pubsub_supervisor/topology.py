@@ -112,6 +112,10 @@ class Arns:
         """ARN of an SQS queue."""
         return f"arn:{self.partition}:sqs:{self.region}:{self.account}:{name}"
 
+    def email_identity(self, identity: str) -> str:
+        """ARN of an SES identity (an email address or a domain)."""
+        return f"arn:{self.partition}:ses:{self.region}:{self.account}:identity/{identity}"
+
 
 def queue_policy(queue_arn: str, topic_arn: str) -> dict[str, Any]:
     """Allow only `topic_arn` to send to the queue (real AWS needs it; emulators ignore it)."""
@@ -188,7 +192,8 @@ def _same(key: str, current: str | None, wanted: str) -> bool:
     return current == wanted
 
 
-def _is_missing(error: Exception) -> bool:
+def is_missing(error: BaseException) -> bool:
+    """True when an AWS error says the topic, queue or subscription does not exist."""
     code = getattr(error, "response", {}).get("Error", {}).get("Code", "")
     return code in {
         "AWS.SimpleQueueService.NonExistentQueue",
@@ -219,7 +224,7 @@ def apply_topology(
         try:
             sns.get_topic_attributes(TopicArn=arns.topic(topic))
         except Exception as error:
-            if not _is_missing(error):
+            if not is_missing(error):
                 raise
             record(Change("create", "topic", topic, {"arn": arns.topic(topic)}))
             if not dry_run:
@@ -250,7 +255,7 @@ def _apply_queue(
     try:
         url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
     except Exception as error:
-        if not _is_missing(error):
+        if not is_missing(error):
             raise
         record(Change("create", "queue", name, attributes))
         if not dry_run:
@@ -277,7 +282,7 @@ def _apply_subscription(
                 if sub["Protocol"] == "sqs" and sub["Endpoint"] == queue_arn:
                     existing = sub["SubscriptionArn"]
     except Exception as error:
-        if not (dry_run and _is_missing(error)):
+        if not (dry_run and is_missing(error)):
             raise
     if existing is None:
         record(Change("create", "subscription", name, {"RawMessageDelivery": "true"}))

@@ -12,7 +12,14 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 from pubsub_supervisor import logs
-from pubsub_supervisor.aws import AwsClients, arns_for, make_clients, queue_url, until_reachable
+from pubsub_supervisor.aws import (
+    AwsClients,
+    arns_for,
+    make_clients,
+    queue_url,
+    retry_transient,
+    until_reachable,
+)
 from pubsub_supervisor.errors import ConfigError, PoisonMessage
 from pubsub_supervisor.events import (
     OrderCreated,
@@ -45,13 +52,29 @@ class OrderService(Protocol):
 class ResultPublisher:
     """Sends a service's outcome for an order back to the web."""
 
-    def __init__(self, sns: SNSClient, topic_arn: str, service: str) -> None:
+    def __init__(
+        self,
+        sns: SNSClient,
+        topic_arn: str,
+        service: str,
+        *,
+        should_stop: Callable[[], bool] = lambda: False,
+        retry_seconds: float = 300.0,
+    ) -> None:
         self.sns = sns
         self.topic_arn = topic_arn
         self.service = service
+        self.should_stop = should_stop
+        self.retry_seconds = retry_seconds
 
     def publish(self, order_id: str, outcome: Outcome, trace_id: str | None) -> None:
-        """Publish one result (raises if SNS refuses: the message is then retried)."""
+        """Publish one result; while SNS is unreachable, retry here.
+
+        The effect is already recorded, so waiting in place (the heartbeat keeps the
+        message) costs nothing, whereas failing would spend one of the message's receives
+        and could dead-letter an order that was processed. Raises when SNS refuses the
+        result, on stop, or after `retry_seconds`: the message is then retried.
+        """
         result = ServiceResult(
             order_id=order_id,
             service=self.service,
@@ -60,10 +83,15 @@ class ResultPublisher:
             data=outcome.data,
             trace_id=trace_id or new_id(),
         )
-        self.sns.publish(
-            TopicArn=self.topic_arn,
-            Message=encode(result),
-            MessageAttributes=message_attributes(result),  # type: ignore[arg-type]
+        retry_transient(
+            lambda: self.sns.publish(
+                TopicArn=self.topic_arn,
+                Message=encode(result),
+                MessageAttributes=message_attributes(result),  # type: ignore[arg-type]
+            ),
+            f"publish {self.service} result",
+            should_stop=self.should_stop,
+            max_seconds=self.retry_seconds,
         )
 
 
@@ -117,7 +145,12 @@ def run_service(
     spec = settings.topology.queue_for(name)
     arns = until_reachable(lambda: arns_for(clients, settings.aws_region), "STS")
     url = until_reachable(lambda: queue_url(clients, spec.name), f"queue {spec.name}")
-    results = ResultPublisher(clients.sns, arns.topic(settings.topology.results_topic), name)
+    results = ResultPublisher(
+        clients.sns,
+        arns.topic(settings.topology.results_topic),
+        name,
+        should_stop=lambda: consumer.stopping,
+    )
     consumer = Consumer(
         clients.sqs,
         url,

@@ -12,6 +12,7 @@ Two ways to use them:
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -134,7 +135,9 @@ def claim(engine: Engine, event_id: str, order_id: str, lease_seconds: int) -> O
                 return _stored(row)
             claimed_until = row.claimed_until.replace(tzinfo=now.tzinfo)
             if claimed_until > now:
-                raise RetryLater("event is claimed by another consumer", delay=lease_seconds)
+                # Come back when the lease ends, not a whole lease later.
+                wait = math.ceil((claimed_until - now).total_seconds()) + 1
+                raise RetryLater("event is claimed by another consumer", delay=wait)
             # The previous claimer died before recording an outcome: take over.
             conn.execute(
                 update(processed_events)

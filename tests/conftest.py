@@ -11,6 +11,9 @@ from pubsub_supervisor.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 
+#: The real-stack fixtures (emulator, stack, api...) and their factories.
+pytest_plugins = ["tests.support.fixtures"]
+
 # The tests build their own settings; a developer's .env must not leak into them.
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "test")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "test")

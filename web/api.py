@@ -23,7 +23,12 @@ def _error(status: int, message: str, **extra: Any) -> tuple[Response, int]:
 def http_error(error: HTTPException) -> tuple[Response, int]:
     """Every API error is JSON, never an HTML page (registered on the app: routing
     errors such as 404 and 405 happen before a blueprint is chosen)."""
-    return _error(error.code or 500, error.description or error.name)
+    response, status = _error(error.code or 500, error.description or error.name)
+    # Keep the exception's own headers, such as the `Allow` a 405 must carry (RFC 9110).
+    for name, value in error.get_headers():
+        if name.lower() != "content-type":
+            response.headers[name] = value
+    return response, status
 
 
 @bp.post("/orders")
@@ -71,6 +76,8 @@ def list_orders() -> Response | tuple[Response, int]:
         return _error(400, "limit and before must be integers")
     if not 1 <= limit <= MAX_PAGE:
         return _error(400, f"limit must be between 1 and {MAX_PAGE}")
+    if before is not None and not 0 < before < 2**63:
+        return _error(400, "before must be a cursor from a previous page's `next`")
     page, next_cursor = store.list_orders(get_context().engine, limit, before)
     return jsonify({"orders": page, "next": next_cursor})
 

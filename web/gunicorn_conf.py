@@ -16,6 +16,9 @@ graceful_timeout = 10
 accesslog = None  # the app logs each request as JSON, with its trace id
 errorlog = "-"
 proc_name = "pubsub-web"
+# gunicorn 27's control socket defaults to one path per user ($HOME/.gunicorn/gunicorn.ctl),
+# which stacks running side by side would fight over; supervisord is the control plane.
+control_socket_disable = True
 # Refuse absurd headers before they reach Flask.
 limit_request_line = 8190
 limit_request_fields = 100

@@ -1,10 +1,16 @@
-"""The outbox relay: publishes committed events to SNS in batches, retrying with backoff."""
+"""The outbox relay: publishes committed events to SNS in batches, retrying with backoff.
+
+It also publishes again the event of an order some service has not reported on long
+after publication: the broker may have lost the message (an emulator restarted without
+its state, a purged queue). The services are idempotent, so a second copy is harmless.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -13,7 +19,7 @@ from sqlalchemy import Engine, func, select, update
 
 from pubsub_supervisor import db
 from pubsub_supervisor.events import utcnow
-from web.schema import outbox
+from web.schema import order_services, outbox
 
 if TYPE_CHECKING:
     from mypy_boto3_sns import SNSClient
@@ -22,8 +28,11 @@ log = logging.getLogger(__name__)
 
 #: Largest PublishBatch SNS accepts.
 PUBLISH_BATCH = 10
-#: Retry delays grow 1 s, 2 s, 4 s ... up to this.
-MAX_BACKOFF_SECONDS = 60
+#: Retry delays grow 1 s, 2 s, 4 s ... up to this: once SNS is back, the backlog goes
+#: out within it.
+MAX_BACKOFF_SECONDS = 10
+#: Most events one republish pass sends (the next pass takes the rest).
+REPUBLISH_LIMIT = 500
 
 
 class OutboxRelay:
@@ -38,6 +47,7 @@ class OutboxRelay:
         poll_interval: float = 0.1,
         on_published: Callable[[int], None] | None = None,
         on_failed: Callable[[int], None] | None = None,
+        republish_after: float = 0,
     ) -> None:
         self.engine = engine
         self.sns = sns
@@ -45,8 +55,13 @@ class OutboxRelay:
         self.poll_interval = poll_interval
         self.on_published = on_published
         self.on_failed = on_failed
+        #: Seconds after publication an order may stay pending before its event is
+        #: published again (0: never).
+        self.republish_after = republish_after
+        self.republished = 0
         self._stopping = threading.Event()
         self._failures = 0
+        self._next_sweep = time.monotonic() + republish_after
 
     def stop(self) -> None:
         """Finish the batch in hand, then return from `run()`."""
@@ -58,6 +73,7 @@ class OutboxRelay:
         while not self._stopping.is_set():
             try:
                 published = self.relay_once()
+                self._maybe_sweep()
             except Exception as error:
                 # The store itself failed (locked, disk): wait and try again.
                 log.warning("outbox relay pass failed", extra={"error": str(error)})
@@ -77,6 +93,44 @@ class OutboxRelay:
         with db.read(self.engine) as conn:
             query = select(func.count()).select_from(outbox).where(outbox.c.published_at.is_(None))
             return int(conn.execute(query).scalar_one())
+
+    def _maybe_sweep(self) -> None:
+        if not self.republish_after or time.monotonic() < self._next_sweep:
+            return
+        self._next_sweep = time.monotonic() + max(1.0, self.republish_after / 4)
+        self.republish_stale()
+
+    def republish_stale(self) -> int:
+        """Publish again the events of orders still pending `republish_after` seconds
+        after their last publication; returns how many were published."""
+        cutoff = utcnow() - timedelta(seconds=self.republish_after)
+        pending_orders = select(order_services.c.order_id).where(
+            order_services.c.status == "pending"
+        )
+        with db.read(self.engine) as conn:
+            rows = conn.execute(
+                select(outbox)
+                .where(outbox.c.published_at < cutoff)
+                .where(outbox.c.aggregate_id.in_(pending_orders))
+                .order_by(outbox.c.seq)
+                .limit(REPUBLISH_LIMIT)
+            ).all()
+        if not rows:
+            return 0
+        log.warning(
+            "republishing events of orders still pending",
+            extra={"count": len(rows), "pending_for_seconds": self.republish_after},
+        )
+        published = 0
+        for start in range(0, len(rows), PUBLISH_BATCH):
+            chunk = rows[start : start + PUBLISH_BATCH]
+            by_topic: dict[str, list[Any]] = {}
+            for row in chunk:
+                by_topic.setdefault(row.topic, []).append(row)
+            for topic, topic_rows in by_topic.items():
+                published += self._publish(topic, topic_rows)
+        self.republished += published
+        return published
 
     def relay_once(self) -> int:
         """Publish up to one batch of due rows; returns how many were published."""

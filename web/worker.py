@@ -53,6 +53,7 @@ def main() -> int:
         context.aws.sns,
         topic_arns,
         poll_interval=settings.outbox_poll_interval,
+        republish_after=settings.outbox_republish_after,
     )
     consumer = Consumer(
         context.aws.sqs,

@@ -34,6 +34,13 @@ DeadLetterHook = Callable[[Message, str], None]
 
 #: Largest batch SQS accepts for receive, delete and change-visibility calls.
 SQS_BATCH = 10
+#: On stop: time kept for the last deletes even when handlers used the whole drain time.
+ACK_FLUSH_SECONDS = 3.0
+#: Longest visibility timeout SQS accepts (12 hours).
+MAX_VISIBILITY = 43200
+#: Longest pause between receive attempts while the endpoint fails: once it is back,
+#: consumers resume within this.
+MAX_POLL_BACKOFF = 10.0
 
 
 @dataclass(frozen=True)
@@ -71,6 +78,8 @@ class ConsumerStats:
     retried: int = 0
     dead_lettered: int = 0
     released: int = 0
+    #: Visibility extensions sent by the heartbeat.
+    extended: int = 0
 
 
 class Consumer:
@@ -103,7 +112,13 @@ class Consumer:
         #: Every message received and not yet acked or released, by receipt handle,
         #: with the monotonic time its visibility ends (the heartbeat extends it).
         self._in_hand: dict[str, tuple[Message, float]] = {}
+        #: Receipt handles of messages whose handler has started (never released on stop).
+        self._started: set[str] = set()
         self._active_events: set[str] = set()
+        #: Serialises visibility changes, so a heartbeat never overwrites a retry delay or
+        #: a release (visibility 0) that was decided after it read the messages in hand.
+        self._visibility_lock = threading.Lock()
+        self._stats_lock = threading.Lock()
         self._dlq_url: str | None = None
         self._max_receives: int | None = self.config.max_receive_count
 
@@ -167,21 +182,30 @@ class Consumer:
         }
 
     def _drain(self, threads: dict[str, list[threading.Thread]]) -> None:
+        """Stop polling, hand back what was not started, let handlers finish, flush acks."""
         started = time.monotonic()
+        deadline = started + self.config.drain_seconds
+        # A long poll in flight cannot be cancelled; under load it returns at once, and
+        # the poller releases what it brings (see _poll_loop).
         _join(threads["pollers"], self.config.poll_grace_seconds)
-        _join(threads["workers"], self.config.drain_seconds)
-        unstarted = _take_all(self._work)
-        self._release(unstarted)
+        # Received but not started: back to the queue now, for the next consumer.
+        self._release(_take_all(self._work))
+        _join(threads["workers"], max(0.0, deadline - time.monotonic()))
         self._acks.put(None)
-        _join(threads["acker"], 10)
+        _join(threads["acker"], max(ACK_FLUSH_SECONDS, deadline - time.monotonic()))
+        # Anything a poller queued after the first release (it raced the stop).
         with self._lock:
-            stuck = len(self._in_hand)
+            stranded = [m for h, (m, _) in self._in_hand.items() if h not in self._started]
+        self._release(stranded)
+        with self._lock:
+            unfinished = len(self._in_hand)
         log.info(
             "consumer stopped",
             extra={
                 "queue": self.queue_name,
-                "released": len(unstarted),
-                "still_in_hand": stuck,
+                # Handlers still running past the drain time: their messages come back
+                # when the visibility ends (the heartbeat stops with this process).
+                "unfinished": unfinished,
                 "drain_seconds": round(time.monotonic() - started, 3),
                 **vars(self.stats),
             },
@@ -192,9 +216,10 @@ class Consumer:
         delay = 1.0
         while not self._stopping.is_set():
             try:
+                # No "Attributes" at all when the queue has none of those asked for.
                 attrs = self.sqs.get_queue_attributes(
                     QueueUrl=self.queue_url, AttributeNames=["RedrivePolicy"]
-                )["Attributes"]
+                ).get("Attributes", {})
                 break
             except Exception as error:
                 log.warning(
@@ -202,7 +227,7 @@ class Consumer:
                     extra={"queue": self.queue_name, "error": str(error), "retry_in": delay},
                 )
                 self._stopping.wait(delay)
-                delay = min(delay * 2, 30)
+                delay = min(delay * 2, MAX_POLL_BACKOFF)
         else:
             return
         policy = json.loads(attrs.get("RedrivePolicy", "null") or "null")
@@ -244,13 +269,13 @@ class Consumer:
                     extra={"queue": self.queue_name, "error": str(error), "retry_in": backoff},
                 )
                 self._stopping.wait(backoff)
-                backoff = min(backoff * 2, 30)
+                backoff = min(backoff * 2, MAX_POLL_BACKOFF)
                 continue
             backoff = 0.5
             messages = [Message.from_sqs(raw) for raw in response.get("Messages", [])]
             if not messages:
                 continue
-            self.stats.received += len(messages)
+            self._count("received", len(messages))
             self._emit("after_receive", self.queue_name, len(messages))
             deadline = time.monotonic() + self.config.visibility_timeout
             with self._lock:
@@ -280,6 +305,7 @@ class Consumer:
             duplicate = message.event_id in self._active_events
             if not duplicate:
                 self._active_events.add(message.event_id)
+                self._started.add(message.receipt_handle)
         if duplicate:
             # The same event is being handled by another thread right now (a duplicate in
             # one batch, or a redelivery): let that one finish, then see this one again.
@@ -309,7 +335,7 @@ class Consumer:
             self._retry(message, error.delay or self._backoff(message), str(error))
         except Exception as error:
             self._after_process(message, started, error)
-            self.stats.failed += 1
+            self._count("failed")
             reason = f"{type(error).__name__}: {error}"
             if self._max_receives is not None and message.receive_count >= self._max_receives:
                 self._dead_letter(message, f"failed {message.receive_count} times: {reason}")
@@ -322,29 +348,29 @@ class Consumer:
                 self._retry(message, self._backoff(message), reason)
         else:
             self._after_process(message, started, None)
-            self.stats.processed += 1
+            self._count("processed")
             self._acks.put(message)
 
     def _after_process(self, message: Message, started: float, error: BaseException | None) -> None:
         self._emit("after_process", message, time.perf_counter() - started, error)
 
     def _backoff(self, message: Message) -> int:
-        exponent = min(message.receive_count - 1, 20)
-        return int(min(self.config.backoff_cap, self.config.backoff_base * 2**exponent))
+        return retry_delay(message.receive_count, self.config.backoff_base, self.config.backoff_cap)
 
     def _retry(self, message: Message, delay: int, reason: str) -> None:
         """Put the message back, visible again after `delay` seconds."""
-        self._forget([message])
-        self.stats.retried += 1
-        try:
-            self.sqs.change_message_visibility(
-                QueueUrl=self.queue_url,
-                ReceiptHandle=message.receipt_handle,
-                VisibilityTimeout=min(delay, 43200),
-            )
-        except Exception as error:
-            # It reappears when its current visibility ends: later, but not lost.
-            log.warning("could not set retry delay", extra={"error": str(error)})
+        self._count("retried")
+        with self._visibility_lock:
+            self._forget([message])
+            try:
+                self.sqs.change_message_visibility(
+                    QueueUrl=self.queue_url,
+                    ReceiptHandle=message.receipt_handle,
+                    VisibilityTimeout=min(delay, MAX_VISIBILITY),
+                )
+            except Exception as error:
+                # It reappears when its current visibility ends: later, but not lost.
+                log.warning("could not set retry delay", extra={"error": str(error)})
         self._emit("after_retry", message, delay, reason)
 
     def _dead_letter(self, message: Message, reason: str) -> None:
@@ -374,7 +400,7 @@ class Consumer:
             log.error("could not dead-letter, will retry", extra={"error": str(error)})
             self._retry(message, self._backoff(message), reason)
             return
-        self.stats.dead_lettered += 1
+        self._count("dead_lettered")
         log.error("message dead-lettered", extra={"reason": reason, "queue": self.queue_name})
         self._acks.put(message)
         self._emit("after_dead_letter", message, reason)
@@ -387,10 +413,16 @@ class Consumer:
     # -- acknowledging, releasing, heartbeat --------------------------------------------
 
     def _forget(self, messages: Iterable[Message]) -> None:
+        """No longer in hand: the heartbeat stops extending them, pollers may take more."""
         with self._lock:
             for message in messages:
                 self._in_hand.pop(message.receipt_handle, None)
+                self._started.discard(message.receipt_handle)
             self._lock.notify_all()
+
+    def _count(self, counter: str, n: int = 1) -> None:
+        with self._stats_lock:
+            setattr(self.stats, counter, getattr(self.stats, counter) + n)
 
     def _ack_loop(self) -> None:
         done = False
@@ -437,9 +469,10 @@ class Consumer:
         """Hand messages back for immediate redelivery (visibility 0)."""
         if not messages:
             return
-        self._forget(messages)
-        self.stats.released += len(messages)
-        self._change_visibility(messages, 0)
+        self._count("released", len(messages))
+        with self._visibility_lock:
+            self._forget(messages)
+            self._change_visibility(messages, 0)
 
     def _change_visibility(self, messages: Sequence[Message], seconds: int) -> None:
         for start in range(0, len(messages), SQS_BATCH):
@@ -461,13 +494,16 @@ class Consumer:
         visibility = self.config.visibility_timeout
         tick = max(0.2, min(5.0, visibility / 6))
         while not self._stopped.wait(tick):
-            now = time.monotonic()
-            with self._lock:
-                due = [m for m, ends in self._in_hand.values() if ends - now < visibility / 2]
-                for message in due:
-                    self._in_hand[message.receipt_handle] = (message, now + visibility)
+            with self._visibility_lock:
+                now = time.monotonic()
+                with self._lock:
+                    due = [m for m, ends in self._in_hand.values() if ends - now < visibility / 2]
+                    for message in due:
+                        self._in_hand[message.receipt_handle] = (message, now + visibility)
+                if due:
+                    self._change_visibility(due, visibility)
             if due:
-                self._change_visibility(due, visibility)
+                self._count("extended", len(due))
                 log.debug("visibility extended", extra={"count": len(due)})
 
     def _emit(self, hook: str, *args: Any) -> None:
@@ -476,6 +512,12 @@ class Consumer:
                 getattr(middleware, hook)(*args)
             except Exception:
                 log.exception("middleware hook failed", extra={"hook": hook})
+
+
+def retry_delay(receive_count: int, base: int, cap: int) -> int:
+    """Seconds a failed message stays invisible: base * 2**(receives-1), at most `cap`."""
+    exponent = min(max(receive_count, 1) - 1, 20)
+    return int(min(cap, base * 2**exponent))
 
 
 def _join(threads: Iterable[threading.Thread], timeout: float) -> None:

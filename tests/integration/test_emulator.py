@@ -11,22 +11,14 @@ from pathlib import Path
 import pytest
 
 from pubsub_supervisor.emulator import InitHookError, NativeLocalStack, free_port, port_is_free
+from tests.integration.helpers import EMULATOR_VENV, processes_rooted_at, require_emulator_venv
 
 pytestmark = pytest.mark.integration
-
-REPO = Path(__file__).resolve().parents[2]
-EMULATOR_VENV = REPO / ".venv-localstack"
 
 
 @pytest.fixture(autouse=True)
 def _require_emulator_venv() -> None:
-    """Skip on a laptop without the LocalStack venv; fail in CI, where it must exist."""
-    if (EMULATOR_VENV / "bin" / "python").exists():
-        return
-    message = f"{EMULATOR_VENV} is missing: run: make emulator-venv"
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
+    require_emulator_venv()
 
 
 def write_hooks(init_dir: Path, markers: Path) -> None:
@@ -60,22 +52,6 @@ def group_is_gone(pgid: int) -> bool:
     except ProcessLookupError:
         return True
     return False
-
-
-def processes_rooted_at(state_dir: Path) -> list[int]:
-    """Pids of live processes whose environment names state_dir as LocalStack's FILESYSTEM_ROOT."""
-    needle = f"FILESYSTEM_ROOT={state_dir}".encode()
-    found = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            environ = (proc / "environ").read_bytes()
-        except OSError:  # gone meanwhile, or not ours to read
-            continue
-        if needle in environ.split(b"\0"):
-            found.append(int(proc.name))
-    return found
 
 
 def test_sh_and_py_ready_hooks_run_and_stop_leaves_nothing(tmp_path: Path) -> None:

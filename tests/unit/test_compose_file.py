@@ -14,6 +14,8 @@ from typing import Any
 import pytest
 import yaml
 
+from pubsub_supervisor.settings import Settings
+
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 LOCALSTACK = COMPOSE["services"]["localstack"]
@@ -48,6 +50,22 @@ def test_app_waits_for_the_emulator_and_talks_to_it_by_name() -> None:
     assert APP["build"]["args"] == {"BASE_IMAGE": "${BASE_IMAGE:-python:3.13-slim}"}
     assert APP["restart"] == "unless-stopped"
     assert "app-data:/data" in APP["volumes"]
+
+
+def test_every_setting_reaches_the_app_or_is_fixed_by_the_container() -> None:
+    # Fixed by the image (Dockerfile.supervisor's ENV) or by supervisord, per program.
+    fixed = {"WEB_HOST", "WEB_PORT", "DATA_DIR", "PROGRAM_NAME"}
+    dockerfile = (ROOT / "Dockerfile.supervisor").read_text()
+    for name in fixed - {"PROGRAM_NAME"}:
+        assert f"    {name}=" in dockerfile, name
+    for field in Settings.model_fields:
+        name = field.upper()
+        if name in fixed:
+            continue
+        assert name in APP["environment"], f"{name} cannot be set for the app container"
+        if name != "AWS_ENDPOINT_URL":
+            # Settable from .env or the shell, with the Settings default.
+            assert APP["environment"][name].startswith(f"${{{name}:-"), name
 
 
 def test_emulator_and_hook_settings_agree() -> None:

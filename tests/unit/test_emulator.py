@@ -151,6 +151,7 @@ def test_child_env_is_clean_and_wired_to_the_port(
     monkeypatch.setenv("PATH", os.pathsep.join([str(app_venv / "bin"), "/usr/bin"]))
     monkeypatch.setenv("AWS_ENDPOINT_URL_SQS", "http://127.0.0.1:1")
     monkeypatch.setenv("DISABLE_EVENTS", "0")  # a user's choice wins over our default
+    monkeypatch.setenv("SQS_ENDPOINT_STRATEGY", "domain")  # but not over the URL wiring
     venv = make_venv(tmp_path)
     ls = launcher(tmp_path, venv, port=45123, extra_env={"RESOURCE_PREFIX": "t1"})
 

@@ -148,6 +148,8 @@ def test_list_is_paginated_newest_first(client: FlaskClient) -> None:
     assert [o["id"] for o in second["orders"]] == ids[::-1][2:4]
     assert client.get("/api/orders?limit=0").status_code == 400
     assert client.get("/api/orders?limit=abc").status_code == 400
+    assert client.get(f"/api/orders?before={2**70}").status_code == 400
+    assert client.get("/api/orders?before=-1").status_code == 400
 
 
 def test_products_list_the_catalog(client: FlaskClient) -> None:
@@ -160,6 +162,7 @@ def test_wrong_method_is_405_json(client: FlaskClient) -> None:
     response = client.delete("/api/orders")
     assert response.status_code == 405
     assert response.get_json()["error"]
+    assert set(response.headers["Allow"].split(", ")) >= {"GET", "POST"}
 
 
 def test_healthz_answers(client: FlaskClient) -> None:

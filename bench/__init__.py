@@ -1,0 +1,1 @@
+"""Consumer drain benchmark: how fast SQS consumers empty a pre-filled queue."""

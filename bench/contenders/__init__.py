@@ -1,0 +1,1 @@
+"""The consumers the benchmark compares, one module each."""

@@ -1,0 +1,28 @@
+"""The project's own consumer runtime (`services.runtime`) on the raw SNS-delivered events."""
+
+from __future__ import annotations
+
+import json
+
+from bench.contenders.common import WorkerEnv, make_handler, sqs_client
+from bench.tally import Tally
+from services.runtime import Consumer, ConsumerConfig, Message
+
+
+def run(env: WorkerEnv, tally: Tally) -> None:
+    """Run a `Consumer` with the ConsumerConfig fields from the options until SIGTERM."""
+    handle = make_handler(tally, env.work_ms)
+
+    def handler(message: Message) -> None:
+        handle(json.loads(message.body))
+
+    config = ConsumerConfig(**env.options.get("config", {}))
+    consumer = Consumer(
+        # Room for every thread that calls SQS, so none waits for a pooled connection.
+        sqs_client(env.endpoint_url, pool=max(10, config.concurrency + config.pollers + 2)),
+        env.queue_url,
+        handler,
+        config=config,
+    )
+    # run() installs its own SIGTERM handler, which stops and drains the consumer.
+    consumer.run()

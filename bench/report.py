@@ -1,0 +1,258 @@
+"""Turn run results into rows with ratios, a text table, JSON and a bar plot."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.harness import RunResult
+
+#: The row every other row is compared with: the project's runtime as shipped.
+REFERENCE = ("runtime", "default")
+#: The hand-written batched loops; the fastest of them is the practical ceiling.
+RAW_CEILING = "batched"
+
+
+@dataclass
+class Cell:
+    """One contender/setting under one handler, over its repeats."""
+
+    #: Median rate of the ok repeats; else the median partial rate of timed-out ones.
+    rate: float | None
+    #: ok when any repeat drained fully, else the status of the last repeat.
+    status: str
+    runs: int
+    vs_reference: float | None = None
+    vs_raw: float | None = None
+    #: Per 1000 messages, medians over the ok repeats: what the drain cost. CPU time is
+    #: less sensitive than the rate to other load on a shared machine.
+    worker_cpu_ms: float | None = None
+    emulator_cpu_ms: float | None = None
+    receive_calls: float | None = None
+    delete_calls: float | None = None
+
+
+@dataclass
+class Row:
+    """One contender/setting across handlers."""
+
+    contender: str
+    setting: str
+    summary: str
+    cells: dict[str, Cell] = field(default_factory=dict)
+
+
+def _per_thousand(runs: Sequence[RunResult], attr: str, scale: float) -> float | None:
+    values = [v * scale * 1000 / r.messages for r in runs if (v := getattr(r, attr))]
+    return statistics.median(values) if values else None
+
+
+def _cell(results: Sequence[RunResult]) -> Cell:
+    ok_runs = [r for r in results if r.status == "ok" and r.rate]
+    if ok_runs:
+        return Cell(
+            statistics.median(r.rate for r in ok_runs if r.rate),
+            "ok",
+            len(results),
+            worker_cpu_ms=_per_thousand(ok_runs, "worker_cpu_s", 1000),
+            emulator_cpu_ms=_per_thousand(ok_runs, "emulator_cpu_s", 1000),
+            receive_calls=_per_thousand(ok_runs, "receive_calls", 1),
+            delete_calls=_per_thousand(ok_runs, "ack_calls", 1),
+        )
+    partial = [r.rate for r in results if r.status == "timeout" and r.rate]
+    rate = statistics.median(partial) if partial else None
+    return Cell(rate, results[-1].status, len(results))
+
+
+def _ratio(rate: float | None, reference: float | None) -> float | None:
+    if rate is None or not reference:
+        return None
+    return rate / reference
+
+
+def build_rows(results: Sequence[RunResult], handlers: Sequence[str]) -> list[Row]:
+    """Group results by contender/setting (first-seen order) and compute both ratios."""
+    rows: dict[tuple[str, str], Row] = {}
+    for r in results:
+        rows.setdefault((r.contender, r.setting), Row(r.contender, r.setting, r.summary))
+    for (contender, setting), row in rows.items():
+        for handler in handlers:
+            group = [
+                r
+                for r in results
+                if (r.contender, r.setting, r.handler) == (contender, setting, handler)
+            ]
+            if group:
+                row.cells[handler] = _cell(group)
+    for handler in handlers:
+        reference_row = rows.get(REFERENCE)
+        reference_cell = reference_row.cells.get(handler) if reference_row else None
+        reference = (
+            reference_cell.rate if reference_cell and reference_cell.status == "ok" else None
+        )
+        raw_rates = [
+            cell.rate
+            for row in rows.values()
+            if row.contender == RAW_CEILING
+            and (cell := row.cells.get(handler)) is not None
+            and cell.status == "ok"
+            and cell.rate
+        ]
+        raw = max(raw_rates) if raw_rates else None
+        for row in rows.values():
+            cell = row.cells.get(handler)
+            if cell is not None:
+                cell.vs_reference = _ratio(cell.rate, reference)
+                cell.vs_raw = _ratio(cell.rate, raw)
+    return list(rows.values())
+
+
+def _fmt_rate(cell: Cell | None) -> str:
+    if cell is None:
+        return "-"
+    if cell.rate is None:
+        return cell.status
+    text = f"{cell.rate:,.0f}"
+    # A timed-out run still has a rate over what it drained; flag it.
+    return text if cell.status == "ok" else f"{text}*"
+
+
+def _fmt_ratio(ratio: float | None) -> str:
+    if ratio is None:
+        return "-"
+    if ratio >= 10:
+        return f"{ratio:.0f}x"
+    # Below 0.1, two significant digits, so a far slower contender does not read as 0.00x.
+    return f"{ratio:.2f}x" if ratio >= 0.1 else f"{ratio:.2g}x"
+
+
+def format_table(rows: Sequence[Row], handlers: Sequence[str]) -> str:
+    """A fixed-width table: rate and both ratios per handler, one line per row."""
+    head = ["contender", "setting"]
+    for handler in handlers:
+        head += [f"{handler} msg/s", "vs runtime", "vs raw"]
+    head.append("what the setting is")
+    lines = [head]
+    for row in rows:
+        line = [row.contender, row.setting]
+        for handler in handlers:
+            cell = row.cells.get(handler)
+            line += [
+                _fmt_rate(cell),
+                _fmt_ratio(cell.vs_reference if cell else None),
+                _fmt_ratio(cell.vs_raw if cell else None),
+            ]
+        line.append(row.summary)
+        lines.append(line)
+    widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
+    numeric = set(range(2, len(head) - 1))
+
+    def render(line: list[str]) -> str:
+        return "  ".join(
+            text.rjust(width) if i in numeric else text.ljust(width)
+            for i, (text, width) in enumerate(zip(line, widths, strict=True))
+        ).rstrip()
+
+    out = [render(lines[0]), "  ".join("-" * w for w in widths)]
+    out += [render(line) for line in lines[1:]]
+    notes = []
+    if any(c.status != "ok" and c.rate for row in rows for c in row.cells.values()):
+        notes.append("* did not finish: rate over the part drained before the timeout")
+    notes.append(
+        f"vs runtime: rate / {'/'.join(REFERENCE)}; "
+        f"vs raw: rate / fastest {RAW_CEILING} loop (same handler, same run)"
+    )
+    return "\n".join([*out, "", *notes])
+
+
+def format_cost_table(rows: Sequence[Row], handler: str) -> str:
+    """Per 1000 messages under one handler: CPU seconds spent and SQS calls made."""
+    head = ["contender", "setting", "worker CPU ms", "emulator CPU ms", "receives", "deletes"]
+    lines = [head]
+
+    def num(value: float | None) -> str:
+        return "-" if value is None else f"{value:,.0f}"
+
+    for row in rows:
+        cell = row.cells.get(handler)
+        if cell is None or cell.status != "ok":
+            continue
+        lines.append(
+            [
+                row.contender,
+                row.setting,
+                num(cell.worker_cpu_ms),
+                num(cell.emulator_cpu_ms),
+                num(cell.receive_calls),
+                num(cell.delete_calls),
+            ]
+        )
+    widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
+    out = [
+        "  ".join(
+            text.rjust(width) if i >= 2 else text.ljust(width)
+            for i, (text, width) in enumerate(zip(line, widths, strict=True))
+        ).rstrip()
+        for line in lines
+    ]
+    out.insert(1, "  ".join("-" * w for w in widths))
+    note = "receives: ReceiveMessage calls seen through botocore (kombu polls through pycurl)"
+    return "\n".join([f"Cost per 1000 messages, {handler} handler:", *out, "", note])
+
+
+def to_json(
+    meta: dict[str, Any], results: Sequence[RunResult], rows: Sequence[Row]
+) -> dict[str, Any]:
+    """Everything measured, for `results/<timestamp>.json`."""
+    return {
+        "meta": meta,
+        "rows": [asdict(row) for row in rows],
+        "runs": [asdict(result) for result in results],
+    }
+
+
+def write_json(path: Path, document: dict[str, Any]) -> None:
+    """Write a JSON document, creating its directory."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(document, indent=2) + "\n")
+
+
+def plot(path: Path, rows: Sequence[Row], handlers: Sequence[str], title: str) -> None:
+    """Horizontal bars of msg/s per row, one bar per handler, on a log scale."""
+    import matplotlib  # here, so Agg is chosen before pyplot loads
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = [f"{row.contender} / {row.setting}" for row in rows]
+    height = 0.8 / max(1, len(handlers))
+    fig, ax = plt.subplots(figsize=(10, 0.55 * len(rows) + 1.5))
+    for i, handler in enumerate(handlers):
+        ys = [n + i * height for n in range(len(rows))]
+        rates = [(row.cells.get(handler) or Cell(None, "-", 0)).rate or 0 for row in rows]
+        bars = ax.barh(ys, rates, height=height, label=handler)
+        for bar, row, rate in zip(bars, rows, rates, strict=True):
+            cell = row.cells.get(handler)
+            y = bar.get_y() + height / 2
+            if rate:
+                flag = "" if cell is not None and cell.status == "ok" else "*"
+                ax.text(rate, y, f" {rate:,.0f}{flag}", va="center")
+            elif cell is not None:
+                # Nothing to draw: say why at the axis instead of leaving a silent gap.
+                ax.text(
+                    0.005, y, f" {cell.status}", va="center", transform=ax.get_yaxis_transform()
+                )
+    ax.set_yticks([n + height * (len(handlers) - 1) / 2 for n in range(len(rows))], labels)
+    ax.invert_yaxis()
+    ax.set_xscale("log")
+    ax.set_xlabel("messages/s (log scale; * = did not finish)")
+    ax.set_title(title)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

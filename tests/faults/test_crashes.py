@@ -1,0 +1,200 @@
+"""Crashes and restarts under load: kill -9 mid-batch, `supervisorctl restart all`, a
+handler slower than the visibility timeout. Nothing is lost and no effect repeats."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from services.runtime import Consumer, ConsumerConfig, Message
+from tests.faults.conftest import FaultStack
+from tests.support.orders import Figures, OrderStream
+from tests.support.stack import wait_for
+
+pytestmark = pytest.mark.faults
+
+CONSUMERS = ("email_service", "inventory_service", "analytics_service")
+
+
+def log_events(fs: FaultStack, program: str, message: str) -> list[dict[str, Any]]:
+    """The JSON log lines of a program with this message."""
+    found = []
+    for line in fs.stack.log_text(program).splitlines():
+        if f'"message": "{message}"' in line:
+            found.append(json.loads(line))
+    return found
+
+
+def in_flight(fs: FaultStack, program: str) -> int:
+    """Messages of the program's queue that a consumer holds right now."""
+    spec = fs.settings.topology.queue_for(program.removesuffix("_service"))
+    url = fs.clients.sqs.get_queue_url(QueueName=spec.name)["QueueUrl"]
+    attrs = fs.clients.sqs.get_queue_attributes(
+        QueueUrl=url, AttributeNames=["ApproximateNumberOfMessagesNotVisible"]
+    )["Attributes"]
+    return int(attrs["ApproximateNumberOfMessagesNotVisible"])
+
+
+def kill_mid_batch(fs: FaultStack, program: str) -> int:
+    """SIGKILL the program while it holds messages; returns how many it held."""
+    held = wait_for(lambda: in_flight(fs, program), 30, f"{program} to hold messages", 0.02)
+    _state, pid = fs.stack.status()[program]
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+
+    def restarted() -> bool:
+        state, new_pid = fs.stack.status()[program]
+        return state == "RUNNING" and new_pid not in (None, pid)
+
+    wait_for(restarted, 30, f"supervisord to restart {program}")
+    return held
+
+
+def test_kill_9_mid_batch_loses_nothing_and_repeats_no_effect(
+    crash_stack: FaultStack, record: Callable[[Figures], None]
+) -> None:
+    fs = crash_stack
+    tag = "kill9"
+    baseline = fs.ledger.baseline()
+    held: dict[str, int] = {}
+    with OrderStream(fs.api, tag, rate=15) as stream:
+        for program in ("inventory_service", "analytics_service", "email_service"):
+            stream.wait_accepted(len(stream.accepted) + 40)
+            held[program] = kill_mid_batch(fs, program)
+        stream.wait_accepted(len(stream.accepted) + 40)
+    settle = fs.ledger.wait_settled(tag, timeout=90)
+    figures = fs.ledger.account(
+        "kill -9 each service mid-batch", tag, stream.accepted, baseline, fs.dead_lettered()
+    )
+    duplicated_mail = figures.duplicated
+    figures.notes |= {"held_at_kill": held, "settle_s": settle}
+    record(figures)
+    assert figures.sent >= 160
+    assert figures.lost == 0
+    assert figures.dead_lettered == 0
+    assert figures.notes["without_email"] == 0
+    # Stock and analytics commit the effect with its record: exactly once.
+    reserved, expected = figures.notes["units_reserved"].split("/")
+    assert reserved == expected
+    counted, expected = figures.notes["orders_counted"].split("/")
+    assert counted == expected
+    # SES cannot be asked whether it took a message: a send whose answer the kill cut
+    # off is sent again. Only what the email service held can repeat.
+    assert duplicated_mail <= held["email_service"]
+
+
+def test_restart_all_under_load_loses_and_duplicates_nothing(
+    crash_stack: FaultStack, record: Callable[[Figures], None]
+) -> None:
+    fs = crash_stack
+    tag = "restart"
+    baseline = fs.ledger.baseline()
+    drains_before = {p: len(log_events(fs, p, "consumer stopped")) for p in CONSUMERS}
+    supervisord_log = fs.stack.log_dir / "supervisord.log"
+    log_start = supervisord_log.stat().st_size
+    with OrderStream(fs.api, tag, rate=15) as stream:
+        stream.wait_accepted(40)
+        started = time.monotonic()
+        fs.stack.ctl("restart", "all")
+        restart_seconds = round(time.monotonic() - started, 1)
+        wait_for(fs.stack.all_running, 60, "every program RUNNING again")
+        stream.wait_accepted(len(stream.accepted) + 40)
+    settle = fs.ledger.wait_settled(tag, timeout=60)
+    figures = fs.ledger.account(
+        "supervisorctl restart all under load", tag, stream.accepted, baseline, fs.dead_lettered()
+    )
+    drains = [log_events(fs, p, "consumer stopped")[drains_before[p]] for p in CONSUMERS]
+    figures.notes |= {
+        "restart_s": restart_seconds,
+        "released_on_stop": sum(d["released"] for d in drains),
+        "settle_s": settle,
+    }
+    record(figures)
+    assert figures.sent >= 80
+    assert (figures.lost, figures.duplicated, figures.dead_lettered) == (0, 0, 0)
+    # Each consumer drained in time: nothing left unfinished, nobody needed SIGKILL.
+    assert [d["unfinished"] for d in drains] == [0, 0, 0]
+    assert "SIGKILL" not in supervisord_log.read_text()[log_start:]
+
+
+def test_handler_slower_than_the_visibility_timeout_runs_once(
+    crash_stack: FaultStack, record: Callable[[Figures], None]
+) -> None:
+    """Two replicas of a consumer on the real runtime share a queue whose visibility
+    timeout (2 s) is shorter than the handler (3.5 s): the heartbeat keeps each message."""
+    sqs = crash_stack.clients.sqs
+    url = sqs.create_queue(QueueName="faults-slow", Attributes={"VisibilityTimeout": "2"})[
+        "QueueUrl"
+    ]
+    sent = 12
+    for i in range(sent):
+        sqs.send_message(QueueUrl=url, MessageBody=f"slow-{i}")
+    calls: Counter[str] = Counter()
+    active: Counter[int] = Counter()
+    peak: Counter[int] = Counter()
+    lock = threading.Lock()
+
+    def handler_for(replica: int) -> Callable[[Message], None]:
+        def handle(message: Message) -> None:
+            with lock:
+                calls[message.body] += 1
+                active[replica] += 1
+                peak[replica] = max(peak[replica], active[replica])
+            time.sleep(3.5)
+            with lock:
+                active[replica] -= 1
+
+        return handle
+
+    config = ConsumerConfig(concurrency=3, batch_size=3, visibility_timeout=2, wait_seconds=1)
+    replicas = [Consumer(sqs, url, handler_for(i), config=config) for i in range(2)]
+    threads = [
+        threading.Thread(target=c.run, kwargs={"install_signal_handlers": False}, daemon=True)
+        for c in replicas
+    ]
+    for thread in threads:
+        thread.start()
+    try:
+        wait_for(lambda: sum(c.stats.processed for c in replicas) == sent, 60, "every message")
+        time.sleep(3)  # past another visibility timeout: nothing comes back
+    finally:
+        for consumer in replicas:
+            consumer.stop()
+        for thread in threads:
+            thread.join(15)
+    received = sum(c.stats.received for c in replicas)
+    figures = Figures(
+        test="handler slower than the visibility timeout",
+        sent=sent,
+        processed=len(calls),
+        lost=sent - len(calls),
+        duplicated=sum(n - 1 for n in calls.values()),
+        notes={"received": received, "peak_concurrency": dict(peak)},
+    )
+    record(figures)
+    assert (figures.lost, figures.duplicated) == (0, 0)
+    # Never handed out twice: the heartbeat kept every message invisible while it ran.
+    assert received == sent
+    # As many handlers at once as configured, and no more.
+    assert max(peak.values()) == 3
+    attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    assert (
+        attrs["ApproximateNumberOfMessages"]
+        == attrs["ApproximateNumberOfMessagesNotVisible"]
+        == "0"
+    )
+
+
+def test_services_run_the_configured_concurrency(crash_stack: FaultStack) -> None:
+    for program in CONSUMERS:
+        started = log_events(crash_stack, program, "consumer started")
+        assert started, program
+        assert {line["concurrency"] for line in started} == {4}, program

@@ -1,0 +1,143 @@
+"""Fixtures for every tier that runs the real stack (a pytest plugin, loaded by
+tests/conftest.py), and the factories behind them for tests that need their own.
+
+Session layers: emulator -> stack_env -> stack -> api. Each starts once per session. The
+emulator is chosen by one switch, TEST_EMULATOR (default `native`: LocalStack from
+.venv-localstack; tests/support/emulators.py has the others). Tests that stop the emulator
+or kill programs build their own with `start_emulator` and `stack_environment`, so the
+shared ones stay undisturbed.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import pytest
+
+from pubsub_supervisor.emulator import NativeLocalStack, free_port
+from pubsub_supervisor.settings import Settings
+from tests.support.emulators import KINDS, Emulator, start_emulator
+from tests.support.stack import ROOT, Api, SupervisedStack
+
+CALL_RECORDER = Path(__file__).resolve().parent / "callrecorder"
+
+EMULATOR_SERVICES = ("sns", "sqs", "ses", "sts")
+PREFIX = "pubsub"
+
+
+def start_localstack(
+    state_dir: Path, topology_env: Mapping[str, str] | None = None, port: int | None = None
+) -> NativeLocalStack:
+    """LocalStack, started natively with the project's init hooks (for tests that stop and
+    restart it themselves).
+
+    `topology_env` reaches the init hook (MAX_RECEIVE_COUNT, QUEUE_VISIBILITY_TIMEOUT...);
+    pass the same values to `stack_environment` so the programs agree with the queues.
+    """
+    emulator = NativeLocalStack(
+        port=port or free_port(),
+        state_dir=state_dir,
+        init_dir=ROOT / "localstack" / "init",
+        venv=ROOT / ".venv-localstack",
+        services=EMULATOR_SERVICES,
+        extra_env={"PUBSUB_SOURCE": str(ROOT), "RESOURCE_PREFIX": PREFIX, **(topology_env or {})},
+    )
+    emulator.start()
+    return emulator
+
+
+def stack_environment(endpoint_url: str, data_dir: Path, **overrides: str) -> dict[str, str]:
+    """Environment of every program: the emulator's address, private ports and files."""
+    return {
+        "PYTHONPATH": str(CALL_RECORDER),
+        "AWS_ENDPOINT_URL": endpoint_url,
+        "AWS_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+        "RESOURCE_PREFIX": PREFIX,
+        "WEB_PORT": str(free_port()),
+        "DATA_DIR": str(data_dir),
+        "LOG_LEVEL": "INFO",
+        **overrides,
+    }
+
+
+def settings_for(env: Mapping[str, str]) -> Settings:
+    """The same settings the programs read, for clients in the tests."""
+    values = {k.lower(): v for k, v in env.items() if not k.startswith("AWS_S")}
+    return Settings.model_validate(values)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """On another emulator, run only the tests that use the session `emulator` fixture.
+
+    The others start LocalStack themselves (its launcher, `make dev`, the fault suite); the
+    native tier runs them, and repeating them would not test the other emulator at all.
+    """
+    kind = os.environ.get("TEST_EMULATOR", "native")
+    if kind == "native":
+        return
+    skip = pytest.mark.skip(reason=f"starts its own LocalStack: run by the native tier, not {kind}")
+    for item in items:
+        if "emulator" not in getattr(item, "fixturenames", ()):
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
+    """The emulator TEST_EMULATOR names, on a free port, with the topology applied."""
+    kind = os.environ.get("TEST_EMULATOR", "native")
+    if kind not in KINDS:
+        pytest.fail(f"TEST_EMULATOR={kind!r} is not supported; use one of {', '.join(KINDS)}")
+    emulator = start_emulator(kind, tmp_path_factory.mktemp(kind), PREFIX)
+    yield emulator
+    emulator.stop()
+
+
+@pytest.fixture(scope="session")
+def aws_call_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """JSON lines: every AWS call the session stack's programs make (see callrecorder)."""
+    return tmp_path_factory.mktemp("calls") / "aws-calls.jsonl"
+
+
+@pytest.fixture(scope="session")
+def stack_env(
+    emulator: Emulator, aws_call_log: Path, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, str]:
+    """Environment of the session stack's programs."""
+    return stack_environment(
+        emulator.endpoint_url,
+        tmp_path_factory.mktemp("data"),
+        PUBSUB_TEST_AWS_CALL_LOG=str(aws_call_log),
+    )
+
+
+@pytest.fixture(scope="session")
+def stack_settings(stack_env: dict[str, str]) -> Settings:
+    """The session stack's settings."""
+    return settings_for(stack_env)
+
+
+@pytest.fixture(scope="session")
+def stack(
+    stack_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[SupervisedStack]:
+    """supervisord running the web, its worker and the three services."""
+    stack = SupervisedStack(tmp_path_factory.mktemp("stack"), stack_env)
+    stack.start()
+    yield stack
+    stack.stop()
+
+
+@pytest.fixture
+def api(stack: SupervisedStack) -> Api:
+    """An HTTP client of the stack's web."""
+    return Api(stack.base_url)
+
+
+@pytest.fixture(scope="session")
+def state_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A scratch folder for tests that start their own processes."""
+    return tmp_path_factory.mktemp("scratch")

@@ -1,0 +1,151 @@
+"""DLQ tooling on moto: listing with reasons, redrive, and the `pubsub dlq` commands."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from pubsub_supervisor import cli, dlq
+from pubsub_supervisor.settings import Settings
+from pubsub_supervisor.topology import QueueSpec
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs import SQSClient
+
+pytestmark = pytest.mark.usefixtures("aws_env")
+
+ORDER_BODY = json.dumps(
+    {"event_type": "order.created", "schema_version": 1, "order_id": "o-1", "event_id": "e-1"}
+)
+
+
+@pytest.fixture
+def env_settings(monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """The settings `pubsub` reads: no endpoint (moto intercepts), no .env."""
+    monkeypatch.setenv("ENV_FILE", "")
+    monkeypatch.setenv("RESOURCE_PREFIX", "t")
+    return Settings(_env_file=None, resource_prefix="t")  # type: ignore[call-arg]
+
+
+@pytest.fixture
+def sqs(env_settings: Settings) -> Iterator[SQSClient]:
+    with mock_aws():
+        client = boto3.client("sqs", region_name="us-east-1")
+        for spec in env_settings.topology.queues:
+            client.create_queue(QueueName=spec.name)
+            client.create_queue(QueueName=spec.dlq_name)
+        yield client
+
+
+@pytest.fixture
+def email_queue(env_settings: Settings) -> QueueSpec:
+    return env_settings.topology.queue_for("email")
+
+
+def url(sqs: SQSClient, name: str) -> str:
+    return sqs.get_queue_url(QueueName=name)["QueueUrl"]
+
+
+def dead_letter(sqs: SQSClient, spec: QueueSpec, body: str, reason: str | None) -> None:
+    """Put a message in the DLQ as the runtime does (or, with no reason, as SQS does)."""
+    attributes: dict[str, Any] = {
+        "event_id": {"DataType": "String", "StringValue": "e-1"},
+        "event_type": {"DataType": "String", "StringValue": "order.created"},
+    }
+    if reason is not None:
+        attributes |= {
+            "dead_letter_reason": {"DataType": "String", "StringValue": reason},
+            "source_queue": {"DataType": "String", "StringValue": spec.name},
+            "receive_count": {"DataType": "Number", "StringValue": "5"},
+        }
+    sqs.send_message(
+        QueueUrl=url(sqs, spec.dlq_name), MessageBody=body, MessageAttributes=attributes
+    )
+
+
+def visible(sqs: SQSClient, name: str) -> list[Any]:
+    return list(
+        sqs.receive_message(
+            QueueUrl=url(sqs, name),
+            MaxNumberOfMessages=10,
+            VisibilityTimeout=0,
+            MessageAttributeNames=["All"],
+        ).get("Messages", [])
+    )
+
+
+def test_list_shows_reason_order_and_leaves_messages_in_place(
+    sqs: SQSClient, email_queue: QueueSpec
+) -> None:
+    dead_letter(sqs, email_queue, ORDER_BODY, "failed 5 times: MessageRejected: not verified")
+    dead_letter(sqs, email_queue, "{broken", None)
+    found = dlq.list_dead_letters(sqs, email_queue)
+    by_reason = {d.reason: d for d in found}
+    assert set(by_reason) == {"failed 5 times: MessageRejected: not verified", dlq.NO_REASON}
+    first = by_reason["failed 5 times: MessageRejected: not verified"]
+    assert (first.order_id, first.event_type, first.receive_count) == ("o-1", "order.created", 5)
+    assert by_reason[dlq.NO_REASON].order_id is None
+    # Listing removes nothing and leaves them visible.
+    assert len(visible(sqs, email_queue.dlq_name)) == 2
+
+
+def test_redrive_moves_messages_back_with_their_original_attributes(
+    sqs: SQSClient, email_queue: QueueSpec
+) -> None:
+    dead_letter(sqs, email_queue, ORDER_BODY, "failed 5 times: boom")
+    result = dlq.redrive(sqs, email_queue)
+    assert (result.moved, result.failed, result.skipped) == (1, 0, 0)
+    assert visible(sqs, email_queue.dlq_name) == []
+    [back] = visible(sqs, email_queue.name)
+    assert back["Body"] == ORDER_BODY
+    assert {k: v["StringValue"] for k, v in back["MessageAttributes"].items()} == {
+        "event_id": "e-1",
+        "event_type": "order.created",
+    }
+
+
+def test_redrive_leaves_messages_that_arrive_while_it_runs(
+    sqs: SQSClient, email_queue: QueueSpec
+) -> None:
+    dead_letter(sqs, email_queue, ORDER_BODY, "failed again")
+    # As if the redrive had begun before this message was dead-lettered.
+    result = dlq.redrive(sqs, email_queue, now_ms=lambda: 0)
+    assert (result.moved, result.skipped) == (0, 1)
+    assert len(visible(sqs, email_queue.dlq_name)) == 1
+
+
+def test_cli_list_and_redrive(
+    sqs: SQSClient, email_queue: QueueSpec, capsys: pytest.CaptureFixture[str]
+) -> None:
+    dead_letter(sqs, email_queue, ORDER_BODY, "failed 5 times: boom")
+    assert cli.main(["dlq", "list"]) == cli.EXIT_OK
+    out = capsys.readouterr().out
+    assert "t-email-dlq: 1 message(s), from t-email" in out
+    assert "reason: failed 5 times: boom" in out
+    assert "order o-1" in out
+    assert "t-inventory-dlq: empty" in out
+    assert cli.main(["dlq", "list", "--json", "--queue", "email"]) == cli.EXIT_OK
+    listed = json.loads(capsys.readouterr().out)
+    assert [d["reason"] for d in listed["t-email-dlq"]] == ["failed 5 times: boom"]
+    assert cli.main(["dlq", "redrive", "--queue", "t-email-dlq"]) == cli.EXIT_OK
+    assert "t-email-dlq -> t-email: moved 1" in capsys.readouterr().out
+    assert len(visible(sqs, email_queue.name)) == 1
+
+
+def test_cli_unknown_queue_is_a_usage_error(
+    sqs: SQSClient, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["dlq", "redrive", "--queue", "nope"]) == cli.EXIT_CONFIG
+    assert "no queue named 'nope'; valid names: t-email" in capsys.readouterr().err
+
+
+def test_cli_failure_exits_non_zero(capsys: pytest.CaptureFixture[str]) -> None:
+    # No mock and no queues: the call fails, and the command says so.
+    with mock_aws():
+        assert cli.main(["dlq", "list"]) == cli.EXIT_FAILED
+    assert "pubsub dlq: failed against AWS" in capsys.readouterr().err

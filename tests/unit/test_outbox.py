@@ -1,0 +1,97 @@
+"""The outbox relay on a real SQLite store and moto's SNS: publish, and publish again
+what the broker lost."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+from sqlalchemy import Engine, update
+
+from pubsub_supervisor import db
+from pubsub_supervisor.catalog import load_catalog
+from pubsub_supervisor.db import make_engine
+from pubsub_supervisor.events import ServiceResult, utcnow
+from pubsub_supervisor.settings import Settings
+from web import store
+from web.outbox import OutboxRelay
+from web.schema import outbox
+from web.validation import validate_order
+
+pytestmark = pytest.mark.usefixtures("aws_env")
+
+
+@pytest.fixture
+def engine(settings: Settings) -> Iterator[Engine]:
+    engine = make_engine(settings.database_url("web"))
+    store.create_schema(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def aws() -> Iterator[dict[str, Any]]:
+    """A topic with a queue subscribed, to count what the relay published."""
+    with mock_aws():
+        sns = boto3.client("sns", region_name="us-east-1")
+        sqs = boto3.client("sqs", region_name="us-east-1")
+        topic = sns.create_topic(Name="orders")["TopicArn"]
+        queue = sqs.create_queue(QueueName="copies")["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ]
+        sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn)
+        yield {"sns": sns, "sqs": sqs, "topic": topic, "queue": queue}
+
+
+def place(engine: Engine, settings: Settings) -> str:
+    catalog = load_catalog(settings.catalog_path)
+    order, errors = validate_order(
+        {"customer_email": "a@example.com", "items": [{"sku": "KB-001", "quantity": 1}]}, catalog
+    )
+    assert order is not None, errors
+    return store.place_order(engine, order, catalog, "trace").order_id
+
+
+def copies(aws: dict[str, Any]) -> int:
+    attrs = aws["sqs"].get_queue_attributes(
+        QueueUrl=aws["queue"], AttributeNames=["ApproximateNumberOfMessages"]
+    )["Attributes"]
+    return int(attrs["ApproximateNumberOfMessages"])
+
+
+def age_publications(engine: Engine, seconds: float) -> None:
+    with db.write(engine) as conn:
+        conn.execute(update(outbox).values(published_at=utcnow() - timedelta(seconds=seconds)))
+
+
+def report(engine: Engine, order_id: str, *services: str) -> None:
+    for service in services:
+        store.apply_result(
+            engine, ServiceResult(order_id=order_id, service=service, status="processed")
+        )
+
+
+def test_pending_orders_are_republished_after_the_delay(
+    engine: Engine, settings: Settings, aws: dict[str, Any]
+) -> None:
+    relay = OutboxRelay(engine, aws["sns"], {store.ORDER_EVENTS: aws["topic"]}, republish_after=60)
+    stuck = place(engine, settings)
+    done = place(engine, settings)
+    assert relay.relay_once() == 2
+    assert copies(aws) == 2
+    # Fresh publications are left alone.
+    assert relay.republish_stale() == 0
+    report(engine, done, "email", "inventory", "analytics")
+    report(engine, stuck, "email", "analytics")  # inventory never reported
+    age_publications(engine, 61)
+    assert relay.republish_stale() == 1
+    assert copies(aws) == 3
+    assert relay.republished == 1
+    # Published again just now: not again until another delay has passed.
+    assert relay.republish_stale() == 0
+    assert relay.relay_once() == 0
