@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Docker tier: a running engine with compose, the local base and LocalStack images, and the
-# app image (Dockerfile.supervisor) built on that base. Any failure here fails CI: the
-# compose and testcontainers tests must run, not skip.
+# app image (Dockerfile.supervisor) built on that base and scanned for secrets. Any failure
+# here fails CI: the compose and testcontainers tests must run, not skip.
 # Appends the image names and testcontainers settings the tests read to $CI_ENV_FILE.
 set -Eeuo pipefail
 cd "$(dirname "$0")/../.."
@@ -14,6 +14,7 @@ export APP_IMAGE=pubsub-supervisor/app:latest
 image_start=$(date +%s)
 bash scripts/docker/app-image.sh
 echo ">> 40-docker: app image built in $(($(date +%s) - image_start)) s"
+bash scripts/docker/scan-image.sh "$APP_IMAGE"
 
 cat >>"${CI_ENV_FILE:?run through .ci/run}" <<ENV
 LOCALSTACK_IMAGE=pubsub-supervisor/localstack:4.14.0-native
