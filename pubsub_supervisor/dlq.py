@@ -8,7 +8,7 @@ maxReceiveCount receives without a reason (a process died while handling it each
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -43,6 +43,8 @@ class DeadLetter:
     event_type: str | None
     event_id: str | None
     order_id: str | None
+    #: The message as it sits in the DLQ (the web's DLQ page shows it).
+    body: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-friendly form (`pubsub dlq list --json`)."""
@@ -162,6 +164,7 @@ def describe(raw: dict[str, Any], spec: QueueSpec) -> DeadLetter:
         event_type=_attribute(raw, "event_type") or text("event_type"),
         event_id=_attribute(raw, "event_id") or text("event_id"),
         order_id=text("order_id"),
+        body=raw.get("Body", ""),
     )
 
 
@@ -185,6 +188,7 @@ def redrive(
     spec: QueueSpec,
     *,
     now_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+    message_ids: Collection[str] | None = None,
 ) -> RedriveResult:
     """Move every message of the queue's DLQ back to the queue, with its original
     attributes (event id, type, trace id), so the consumer processes it again.
@@ -193,17 +197,21 @@ def redrive(
     still fails comes straight back, and would otherwise be moved round forever.
     Each message is sent before it is deleted: an interruption may leave a copy in both
     queues, which the idempotent consumers absorb; it never loses one.
+    With `message_ids`, only those messages move; the others stay in the DLQ.
     """
     dlq_url = sqs.get_queue_url(QueueName=spec.dlq_name)["QueueUrl"]
     source_url = sqs.get_queue_url(QueueName=spec.name)["QueueUrl"]
     began = now_ms()
     moved = failed = 0
     skipped: list[dict[str, Any]] = []
+    unchosen: list[dict[str, Any]] = []
     try:
         for batch in _drain_rounds(sqs, dlq_url):
             fresh = [m for m in batch if int(m["Attributes"].get("SentTimestamp", "0")) > began]
             skipped.extend(fresh)
-            todo = [m for m in batch if m not in fresh]
+            chosen = [m for m in batch if message_ids is None or m["MessageId"] in message_ids]
+            unchosen.extend(m for m in batch if m not in chosen and m not in fresh)
+            todo = [m for m in chosen if m not in fresh]
             if not todo:
                 continue
             sent = sqs.send_message_batch(
@@ -235,7 +243,7 @@ def redrive(
                 moved += len(done) - stuck
                 failed += stuck
     finally:
-        _release(sqs, dlq_url, skipped)
+        _release(sqs, dlq_url, skipped + unchosen)
     return RedriveResult(
         dlq=spec.dlq_name,
         source_queue=spec.name,

@@ -7,12 +7,17 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
 
 from pubsub_supervisor.topology import Topology, build_topology
 
 SERVICE_NAMES: tuple[str, ...] = ("email", "inventory", "analytics")
+#: Every store: the web's and one per service.
+STORE_NAMES: tuple[str, ...] = ("web", *SERVICE_NAMES)
+#: Replaced by a store's name in DATABASE_URL.
+STORE_PLACEHOLDER = "{store}"
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -42,9 +47,16 @@ class Settings(BaseSettings):
     web_port: int = Field(default=3000, ge=1, le=65535)
     web_workers: int = Field(default=1, ge=1, le=64)
     web_threads: int = Field(default=8, ge=1, le=256)
+    #: Signs the web's session cookie (its CSRF tokens). Unset: one is generated on first
+    #: start and kept in DATA_DIR/web-secret-key, shared by every gunicorn worker.
+    web_secret_key: SecretStr | None = None
 
-    #: Directory for the SQLite files of the web and each service.
+    #: Directory for the SQLite files of the web and each service (when DATABASE_URL is unset).
     data_dir: Path = ROOT / "var" / "data"
+    #: Where every store lives: unset means one SQLite file per store in DATA_DIR; a
+    #: PostgreSQL URL puts each store in its own schema of that database (`{store}` in the
+    #: URL, if present, is replaced by the store's name: one database per store).
+    database: str = Field(default="", validation_alias=AliasChoices("database_url"))
     #: Product catalog shared by the web (prices) and inventory (initial stock).
     catalog_path: Path = ROOT / "pubsub_supervisor" / "catalog.json"
 
@@ -58,6 +70,9 @@ class Settings(BaseSettings):
 
     #: Outbox relay: seconds between polls of the outbox when it is idle.
     outbox_poll_interval: float = Field(default=0.1, gt=0, le=60)
+    #: Outbox relay: seconds a relay owns the rows it claimed; a dead relay's rows are
+    #: picked up by another relay after this.
+    outbox_claim_seconds: int = Field(default=30, ge=1, le=3600)
     #: Outbox relay: publish an order's event again when a service has not reported on
     #: it this many seconds after publication and no queue has a backlog (the broker
     #: lost it); 0 turns this off.
@@ -75,6 +90,14 @@ class Settings(BaseSettings):
             return None
         return value
 
+    @field_validator("web_secret_key", mode="before")
+    @classmethod
+    def _blank_secret_means_generated(cls, value: object) -> object:
+        """An empty WEB_SECRET_KEY means: generate one and keep it in DATA_DIR."""
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
     @field_validator("resource_prefix")
     @classmethod
     def _prefix_is_a_valid_name(cls, value: str) -> str:
@@ -85,6 +108,34 @@ class Settings(BaseSettings):
                 f"(got {value!r}); it starts every SNS topic and SQS queue name"
             )
         return value
+
+    @field_validator("database", mode="before")
+    @classmethod
+    def _database_is_sqlite_or_postgres(cls, value: object) -> object:
+        """Accept SQLite or PostgreSQL URLs; `postgresql://` means the psycopg 3 driver."""
+        if not isinstance(value, str) or not value.strip():
+            return ""
+        url = value.strip()
+        scheme, sep, rest = url.partition("://")
+        if not sep:
+            raise ValueError(f"DATABASE_URL must be a URL (got {url!r})")
+        if scheme in ("postgresql", "postgres", "postgresql+psycopg"):
+            return f"postgresql+psycopg://{rest}"
+        if scheme == "sqlite":
+            if STORE_PLACEHOLDER not in rest:
+                raise ValueError(
+                    f"a SQLite DATABASE_URL needs {STORE_PLACEHOLDER} in its path (one file "
+                    f"per store), e.g. sqlite:///var/data/{STORE_PLACEHOLDER}.sqlite3"
+                )
+            return url
+        raise ValueError(
+            f"DATABASE_URL must start with sqlite:// or postgresql+psycopg:// (got {scheme}://)"
+        )
+
+    @property
+    def uses_postgres(self) -> bool:
+        """True when the stores live in PostgreSQL."""
+        return self.database.startswith("postgresql")
 
     @cached_property
     def topology(self) -> Topology:
@@ -98,5 +149,17 @@ class Settings(BaseSettings):
         )
 
     def database_url(self, store: str) -> str:
-        """SQLAlchemy URL of one store (`web`, `email`, `inventory`, `analytics`)."""
-        return f"sqlite:///{self.data_dir / f'{store}.sqlite3'}"
+        """SQLAlchemy URL of one store (`web`, `email`, `inventory`, `analytics`).
+
+        On PostgreSQL the URL selects the store's schema (search_path) and UTC sessions.
+        """
+        if not self.database:
+            return f"sqlite:///{self.data_dir / f'{store}.sqlite3'}"
+        url = self.database.replace(STORE_PLACEHOLDER, store)
+        if not self.uses_postgres:
+            return url
+        return (
+            make_url(url)
+            .update_query_dict({"options": f"-csearch_path={store} -ctimezone=UTC"})
+            .render_as_string(hide_password=False)
+        )

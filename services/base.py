@@ -10,7 +10,7 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
-from pubsub_supervisor import logs
+from pubsub_supervisor import logs, metrics
 from pubsub_supervisor.aws import (
     AwsClients,
     arns_for,
@@ -31,6 +31,7 @@ from pubsub_supervisor.events import (
 )
 from pubsub_supervisor.settings import Settings
 from services.idempotency import Outcome
+from services.metrics import MetricsMiddleware
 from services.runtime import Consumer, ConsumerConfig, Message, exit_after_drain
 
 if TYPE_CHECKING:
@@ -136,6 +137,7 @@ def run_service(
     try:
         settings = settings or Settings()
         logs.configure(settings.program_name or f"{name}_service", settings.log_level)
+        metrics.prepare()
         clients = make_clients(settings, pool=settings.consumer_concurrency + 8)
         service = build(settings, clients)
     except ConfigError as error:
@@ -159,6 +161,7 @@ def run_service(
             wait_seconds=settings.consumer_wait_seconds,
             visibility_timeout=spec.visibility_timeout,
         ),
+        middleware=[MetricsMiddleware(settings.program_name, spec.name)],
         on_dead_letter=dead_letter_reporter(results),
     )
     consumer.run()

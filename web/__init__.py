@@ -6,10 +6,10 @@ import logging
 import time
 from typing import Any
 
-from flask import Flask, Response, g, request
+from flask import Flask, Response, g, render_template, request
 from werkzeug.exceptions import HTTPException
 
-from pubsub_supervisor import logs
+from pubsub_supervisor import logs, metrics
 from pubsub_supervisor.events import new_id
 from pubsub_supervisor.settings import Settings
 from web.context import WebContext
@@ -23,19 +23,37 @@ MAX_CONTENT_LENGTH = 64 * 1024
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the Flask app; tests pass their own settings."""
     settings = settings or Settings()
+    metrics.prepare()
     app = Flask(__name__)
     app.config.from_mapping(MAX_CONTENT_LENGTH=MAX_CONTENT_LENGTH, JSON_SORT_KEYS=False)
     context = WebContext(settings)
     app.extensions["pubsub"] = context
     context.engine  # noqa: B018 - create the schema before the first request
 
-    from web import api, health
+    from web import api, health, monitoring, pages, security
 
+    security.init_app(app, settings)
+    # The JSON API accepts only application/json, which a cross-site form cannot send.
+    security.csrf.exempt(api.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(health.bp)
-    app.register_error_handler(HTTPException, api.http_error)
-    _install_request_context(app)
+    app.register_blueprint(monitoring.bp)
+    app.register_blueprint(pages.bp)
+    app.register_error_handler(HTTPException, _http_error)
+    _install_request_context(app, settings.program_name)
     return app
+
+
+#: Paths whose errors are JSON (machines call them); every other path gets a page.
+_JSON_PATHS = ("/api/", "/healthz", "/readyz", "/metrics")
+
+
+def _http_error(error: HTTPException) -> Response | tuple[Response | str, int]:
+    from web import api
+
+    if request.path.startswith(_JSON_PATHS):
+        return api.http_error(error)
+    return render_template("error.html", error=error), error.code or 500
 
 
 def get_context() -> WebContext:
@@ -46,7 +64,11 @@ def get_context() -> WebContext:
     return context
 
 
-def _install_request_context(app: Flask) -> None:
+#: Requests not worth a log line each (probes, scrapes, static files).
+_QUIET = ("/healthz", "/readyz", "/metrics", "/static/")
+
+
+def _install_request_context(app: Flask, program: str) -> None:
     @app.before_request
     def _start() -> None:
         # A trace id starts here (or is continued from the caller) and travels with
@@ -60,13 +82,20 @@ def _install_request_context(app: Flask) -> None:
     @app.after_request
     def _finish(response: Response) -> Response:
         response.headers["X-Trace-Id"] = g.get("trace_id", "")
+        seconds = time.perf_counter() - g.get("started", time.perf_counter())
+        # The route, not the path: one series per endpoint, whatever the ids in the URL.
+        endpoint = request.url_rule.rule if request.url_rule else "unmatched"
+        metrics.HTTP_REQUESTS.labels(
+            program, request.method, endpoint, str(response.status_code)
+        ).inc()
+        metrics.HTTP_LATENCY.labels(program, request.method, endpoint).observe(seconds)
         extra: dict[str, Any] = {
             "method": request.method,
             "path": request.path,
             "status": response.status_code,
-            "ms": round((time.perf_counter() - g.get("started", time.perf_counter())) * 1000, 2),
+            "ms": round(seconds * 1000, 2),
         }
-        if request.path not in ("/healthz", "/readyz"):
+        if not request.path.startswith(_QUIET):
             log.info("request", extra=extra)
         return response
 

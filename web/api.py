@@ -94,3 +94,9 @@ def analytics() -> Response:
     """The running aggregates the analytics service last reported."""
     summary = store.analytics(get_context().engine)
     return jsonify(summary or {"orders": 0, "revenue_cents": 0, "units_by_sku": {}})
+
+
+@bp.get("/pipeline")
+def pipeline() -> Response:
+    """Queue depths, consumer counters, the outbox backlog and the analytics summary."""
+    return jsonify(get_context().pipeline.snapshot())

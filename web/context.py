@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 
@@ -12,6 +13,9 @@ from pubsub_supervisor.catalog import Product, load_catalog
 from pubsub_supervisor.db import make_engine
 from pubsub_supervisor.settings import Settings
 from web import store
+
+if TYPE_CHECKING:
+    from web.pipeline import Pipeline
 
 
 @dataclass
@@ -49,6 +53,13 @@ class WebContext:
         topology = self.settings.topology
         by_name = {name: arns.topic(name) for name in topology.topics}
         return {**by_name, store.ORDER_EVENTS: by_name[topology.order_topic]}
+
+    @cached_property
+    def pipeline(self) -> Pipeline:
+        """Reads queue depths, consumer counters and the outbox for the dashboard."""
+        from web.pipeline import Pipeline
+
+        return Pipeline(self)
 
     def close(self) -> None:
         """Close pooled database connections (tests, shutdown)."""

@@ -13,8 +13,27 @@ threads = _settings.web_threads
 timeout = 30
 # On SIGTERM, let requests in flight finish (fits inside supervisord's stopwaitsecs).
 graceful_timeout = 10
-accesslog = None  # the app logs each request as JSON, with its trace id
-errorlog = "-"
+# gunicorn's own lines are JSON like every other line; its access log stays off (the app
+# logs each request as JSON, with its trace id).
+logconfig_dict = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "root": {"level": _settings.log_level, "handlers": ["json"]},
+    "loggers": {
+        "gunicorn.error": {"level": "INFO", "handlers": [], "propagate": True},
+        "gunicorn.access": {"level": "CRITICAL", "handlers": [], "propagate": False},
+    },
+    "handlers": {
+        "json": {
+            "class": "logging.StreamHandler",
+            "formatter": "json",
+            "stream": "ext://sys.stdout",
+        }
+    },
+    "formatters": {
+        "json": {"()": "pubsub_supervisor.logs.JsonFormatter", "program": _settings.program_name}
+    },
+}
 proc_name = "pubsub-web"
 # gunicorn 27's control socket defaults to one path per user ($HOME/.gunicorn/gunicorn.ctl),
 # which stacks running side by side would fight over; supervisord is the control plane.
@@ -22,6 +41,9 @@ control_socket_disable = True
 # Refuse absurd headers before they reach Flask.
 limit_request_line = 8190
 limit_request_fields = 100
+# supervisorctl is the control interface; gunicorn's own control socket would sit in $HOME,
+# shared by every stack a user runs (and not writable in the container).
+control_socket_disable = True
 
 
 def post_fork(_server: object, _worker: object) -> None:

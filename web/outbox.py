@@ -1,5 +1,10 @@
 """The outbox relay: publishes committed events to SNS in batches, retrying with backoff.
 
+Any number of relays may share one outbox (several web_worker instances on PostgreSQL):
+each claims its batch atomically (FOR UPDATE SKIP LOCKED; on SQLite the write lock) with a
+lease, so every event is published by one relay, and a dead relay's rows are taken over
+once its lease ends.
+
 It also publishes again the event of an order some service has not reported on long
 after publication: the broker may have lost the message (an emulator restarted without
 its state, a purged queue). The services are idempotent, so a second copy is harmless.
@@ -9,15 +14,18 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import socket
 import threading
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import Engine, func, or_, select, update
 
-from pubsub_supervisor import db
+from pubsub_supervisor import db, logs
 from pubsub_supervisor.events import utcnow
 from web.schema import order_services, outbox
 
@@ -45,6 +53,7 @@ class OutboxRelay:
         topic_arns: Mapping[str, str],
         *,
         poll_interval: float = 0.1,
+        claim_seconds: int = 30,
         on_published: Callable[[int], None] | None = None,
         on_failed: Callable[[int], None] | None = None,
         republish_after: float = 0,
@@ -54,6 +63,9 @@ class OutboxRelay:
         self.sns = sns
         self.topic_arns = dict(topic_arns)
         self.poll_interval = poll_interval
+        self.claim_seconds = claim_seconds
+        #: Written into the rows this relay claims (which host and process holds them).
+        self.name = f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.on_published = on_published
         self.on_failed = on_failed
         #: Seconds after publication an order may stay pending before its event is
@@ -115,18 +127,28 @@ class OutboxRelay:
     def republish_stale(self) -> int:
         """Publish again the events of orders still pending `republish_after` seconds
         after their last publication; returns how many were published."""
-        cutoff = utcnow() - timedelta(seconds=self.republish_after)
+        now = utcnow()
+        cutoff = now - timedelta(seconds=self.republish_after)
         pending_orders = select(order_services.c.order_id).where(
             order_services.c.status == "pending"
         )
-        with db.read(self.engine) as conn:
-            rows = conn.execute(
-                select(outbox)
+        with db.write(self.engine) as conn:
+            stale = (
+                select(outbox.c.seq)
                 .where(outbox.c.published_at < cutoff)
                 .where(outbox.c.aggregate_id.in_(pending_orders))
                 .order_by(outbox.c.seq)
                 .limit(REPUBLISH_LIMIT)
-            ).all()
+                .with_for_update(skip_locked=True)
+            )
+            seqs = list(conn.execute(stale).scalars())
+            # Moving published_at on, in the same transaction, keeps the other relays'
+            # sweeps from sending the same events again.
+            if seqs:
+                conn.execute(update(outbox).where(outbox.c.seq.in_(seqs)).values(published_at=now))
+            rows = list(
+                conn.execute(select(outbox).where(outbox.c.seq.in_(seqs)).order_by(outbox.c.seq))
+            )
         if not rows:
             return 0
         log.warning(
@@ -144,17 +166,39 @@ class OutboxRelay:
         self.republished += published
         return published
 
-    def relay_once(self) -> int:
-        """Publish up to one batch of due rows; returns how many were published."""
+    def claim(self) -> list[Any]:
+        """Claim up to one batch of due rows nobody holds; returns them, oldest first."""
         now = utcnow()
-        with db.read(self.engine) as conn:
-            rows = conn.execute(
-                select(outbox)
+        with db.write(self.engine) as conn:
+            due = (
+                select(outbox.c.seq)
                 .where(outbox.c.published_at.is_(None))
                 .where(outbox.c.next_attempt_at <= now)
+                .where(or_(outbox.c.claimed_until.is_(None), outbox.c.claimed_until <= now))
                 .order_by(outbox.c.seq)
                 .limit(PUBLISH_BATCH)
-            ).all()
+                # PostgreSQL: rows another relay is claiming right now are skipped, not
+                # waited for. SQLite has no row locks: its write lock serializes claims.
+                .with_for_update(skip_locked=True)
+            )
+            seqs = list(conn.execute(due).scalars())
+            if not seqs:
+                return []
+            conn.execute(
+                update(outbox)
+                .where(outbox.c.seq.in_(seqs))
+                .values(
+                    claimed_by=self.name,
+                    claimed_until=now + timedelta(seconds=self.claim_seconds),
+                )
+            )
+            return list(
+                conn.execute(select(outbox).where(outbox.c.seq.in_(seqs)).order_by(outbox.c.seq))
+            )
+
+    def relay_once(self) -> int:
+        """Publish up to one batch of due rows; returns how many were published."""
+        rows = self.claim()
         if not rows:
             return 0
         by_topic: dict[str, list[Any]] = {}
@@ -185,20 +229,27 @@ class OutboxRelay:
                 "publish failed; events stay in the outbox",
                 extra={"error": str(error), "count": len(rows), "retry_in": self._backoff()},
             )
+            _log_each(rows, "event not published yet", error=str(error))
             return 0
         failed = {int(f["Id"]): f.get("Message", f.get("Code", "")) for f in response["Failed"]}
         ok = [row.seq for row in rows if row.seq not in failed]
         if ok:
             with db.write(self.engine) as conn:
                 conn.execute(
-                    update(outbox).where(outbox.c.seq.in_(ok)).values(published_at=utcnow())
+                    update(outbox)
+                    .where(outbox.c.seq.in_(ok))
+                    .values(published_at=utcnow(), claimed_until=None)
                 )
             self._failures = 0
             if self.on_published:
                 self.on_published(len(ok))
+            _log_each([row for row in rows if row.seq not in failed], "event published")
         if failed:
             self._failures += 1
             self._mark_failed(failed, rows)
+            for row in rows:
+                if row.seq in failed:
+                    _log_each([row], "event refused by SNS", error=failed[row.seq])
         return len(ok)
 
     def _mark_failed(self, errors: Mapping[int, str], rows: list[Any]) -> None:
@@ -216,5 +267,15 @@ class OutboxRelay:
                             attempts=row.attempts + 1,
                             next_attempt_at=now + timedelta(seconds=delay),
                             last_error=errors[row.seq][:500],
+                            claimed_until=None,
                         )
                     )
+
+
+def _log_each(rows: list[Any], message: str, **extra: str) -> None:
+    """One line per event, with the ids that tie it to its order and its request."""
+    level = logging.WARNING if extra else logging.INFO
+    for row in rows:
+        trace = json.loads(row.attributes).get("trace_id", {}).get("StringValue")
+        with logs.bound(event_id=row.event_id, order_id=row.aggregate_id, trace_id=trace):
+            log.log(level, message, extra={"attempts": row.attempts, **extra})

@@ -12,11 +12,12 @@ from collections.abc import Callable
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from pubsub_supervisor import logs
+from pubsub_supervisor import logs, metrics
 from pubsub_supervisor.aws import queue_url, until_reachable
 from pubsub_supervisor.errors import PoisonMessage
 from pubsub_supervisor.events import ServiceResult, decode
 from pubsub_supervisor.settings import Settings
+from services.metrics import MetricsMiddleware
 from services.runtime import Consumer, ConsumerConfig, Message, exit_after_drain
 from web import store
 from web.context import WebContext
@@ -62,6 +63,7 @@ def main() -> int:
     """Run the relay and the results consumer until SIGTERM."""
     settings = Settings()
     logs.configure(settings.program_name, settings.log_level)
+    metrics.prepare()
     context = WebContext(settings)
     topic_arns = until_reachable(lambda: context.topic_arns, "STS")
     spec = settings.topology.queue_for("web")
@@ -71,6 +73,9 @@ def main() -> int:
         context.aws.sns,
         topic_arns,
         poll_interval=settings.outbox_poll_interval,
+        claim_seconds=settings.outbox_claim_seconds,
+        on_published=metrics.OUTBOX_PUBLISHED.labels(program=settings.program_name).inc,
+        on_failed=metrics.OUTBOX_FAILURES.labels(program=settings.program_name).inc,
         republish_after=settings.outbox_republish_after,
         backlog=queue_backlog(
             context.aws.sqs,
@@ -86,6 +91,7 @@ def main() -> int:
             wait_seconds=settings.consumer_wait_seconds,
             visibility_timeout=spec.visibility_timeout,
         ),
+        middleware=[MetricsMiddleware(settings.program_name, spec.name)],
     )
 
     def stop(signum: int, _frame: FrameType | None) -> None:

@@ -1,7 +1,8 @@
-"""The whole pipeline on a real emulator and a real supervisord tree."""
+"""The whole pipeline on a real emulator and a real supervisord tree, on each store."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -15,7 +16,11 @@ from pubsub_supervisor.settings import Settings
 from tests.support.emulators import Emulator
 from tests.support.stack import ROOT, Api, SupervisedStack, wait_for
 
-pytestmark = pytest.mark.integration
+pytestmark = [
+    pytest.mark.integration,
+    # Every test runs against a stack on SQLite files, then one on PostgreSQL.
+    pytest.mark.parametrize("store_kind", ["sqlite", "postgres"], indirect=True, scope="session"),
+]
 
 
 def email() -> str:
@@ -211,6 +216,17 @@ def test_supervisord_restarts_a_program_that_dies(stack: SupervisedStack, api: A
     assert settled["services"]["inventory"]["status"] == "processed"
 
 
+def log_records(stack: SupervisedStack, program: str) -> list[dict[str, Any]]:
+    """A program's log, every line parsed as the JSON it must be."""
+    records = []
+    for number, line in enumerate(stack.log_text(program).splitlines(), 1):
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            raise AssertionError(f"{program}.log line {number} is not JSON: {line!r}") from None
+    return records
+
+
 def test_one_trace_id_follows_the_order_everywhere(stack: SupervisedStack, api: Api) -> None:
     response = api.post_order(email(), [{"sku": "LT-006", "quantity": 1}])
     trace_id = response.headers["X-Trace-Id"]
@@ -219,14 +235,27 @@ def test_one_trace_id_follows_the_order_everywhere(stack: SupervisedStack, api: 
     # message (moto keeps such polls open for their full wait); it returns after the
     # visibility timeout.
     api.wait_settled(order_id, timeout=stack_visibility_timeout() + 30)
+    programs = ("web", "web_worker", "email_service", "inventory_service", "analytics_service")
+
+    def traced(program: str) -> list[dict[str, Any]]:
+        return [r for r in log_records(stack, program) if r.get("trace_id") == trace_id]
 
     def logged_everywhere() -> bool:
-        return all(
-            trace_id in stack.log_text(program)
-            for program in ("web", "email_service", "inventory_service", "analytics_service")
-        )
+        return all(any(r.get("order_id") == order_id for r in traced(p)) for p in programs)
 
-    wait_for(logged_everywhere, 10, f"trace {trace_id} in every program's log")
-    for program in ("email_service", "inventory_service", "analytics_service"):
-        lines = [line for line in stack.log_text(program).splitlines() if trace_id in line]
-        assert any(order_id in line for line in lines), program
+    wait_for(logged_everywhere, 10, f"trace {trace_id} with order {order_id} in every log")
+    for program in programs:
+        lines = traced(program)
+        assert all(r["program"] == program for r in lines), program
+        assert any(r.get("event_id") for r in lines if r.get("order_id") == order_id), program
+    # The web_worker logs both ends of the trip: the event leaving, and each result back.
+    messages = [r["message"] for r in traced("web_worker")]
+    assert "event published" in messages
+    assert messages.count("order status updated") >= 3
+
+
+def test_every_log_line_is_json(stack: SupervisedStack) -> None:
+    for program in ("web", "web_worker", "email_service", "inventory_service", "analytics_service"):
+        records = log_records(stack, program)
+        assert records, program
+        assert {r["program"] for r in records} == {program}

@@ -149,3 +149,18 @@ def test_cli_failure_exits_non_zero(capsys: pytest.CaptureFixture[str]) -> None:
     with mock_aws():
         assert cli.main(["dlq", "list"]) == cli.EXIT_FAILED
     assert "pubsub dlq: failed against AWS" in capsys.readouterr().err
+
+
+def test_redrive_of_chosen_messages_leaves_the_others(
+    sqs: SQSClient, email_queue: QueueSpec
+) -> None:
+    for n in range(3):
+        dead_letter(sqs, email_queue, json.dumps({"n": n}), f"failed: {n}")
+    listed = {json.loads(d.body)["n"]: d for d in dlq.list_dead_letters(sqs, email_queue)}
+
+    result = dlq.redrive(sqs, email_queue, message_ids={listed[1].message_id})
+
+    assert (result.moved, result.failed, result.skipped) == (1, 0, 0)
+    assert [json.loads(m["Body"]) for m in visible(sqs, email_queue.name)] == [{"n": 1}]
+    left = sorted(json.loads(m["Body"])["n"] for m in visible(sqs, email_queue.dlq_name))
+    assert left == [0, 2]
