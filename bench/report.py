@@ -26,6 +26,9 @@ class Cell:
     #: ok when any repeat drained fully, else the status of the last repeat.
     status: str
     runs: int
+    #: Lowest and highest rate among the ok repeats.
+    rate_min: float | None = None
+    rate_max: float | None = None
     vs_reference: float | None = None
     vs_raw: float | None = None
     #: Per 1000 messages, medians over the ok repeats: what the drain cost. CPU time is
@@ -54,10 +57,13 @@ def _per_thousand(runs: Sequence[RunResult], attr: str, scale: float) -> float |
 def _cell(results: Sequence[RunResult]) -> Cell:
     ok_runs = [r for r in results if r.status == "ok" and r.rate]
     if ok_runs:
+        rates = [r.rate for r in ok_runs if r.rate]
         return Cell(
-            statistics.median(r.rate for r in ok_runs if r.rate),
+            statistics.median(rates),
             "ok",
             len(results),
+            rate_min=min(rates),
+            rate_max=max(rates),
             worker_cpu_ms=_per_thousand(ok_runs, "worker_cpu_s", 1000),
             emulator_cpu_ms=_per_thousand(ok_runs, "emulator_cpu_s", 1000),
             receive_calls=_per_thousand(ok_runs, "receive_calls", 1),
@@ -233,15 +239,22 @@ def plot(path: Path, rows: Sequence[Row], handlers: Sequence[str], title: str) -
     fig, ax = plt.subplots(figsize=(10, 0.55 * len(rows) + 1.5))
     for i, handler in enumerate(handlers):
         ys = [n + i * height for n in range(len(rows))]
-        rates = [(row.cells.get(handler) or Cell(None, "-", 0)).rate or 0 for row in rows]
-        bars = ax.barh(ys, rates, height=height, label=handler)
-        for bar, row, rate in zip(bars, rows, rates, strict=True):
-            cell = row.cells.get(handler)
+        cells = [row.cells.get(handler) or Cell(None, "-", 0) for row in rows]
+        rates = [cell.rate or 0 for cell in cells]
+        # Whiskers from the slowest to the fastest repeat, when there were repeats.
+        spread = [
+            [(c.rate - c.rate_min) if c.rate and c.rate_min else 0 for c in cells],
+            [(c.rate_max - c.rate) if c.rate and c.rate_max else 0 for c in cells],
+        ]
+        bars = ax.barh(ys, rates, height=height, label=handler, xerr=spread, capsize=2)
+        for bar, cell in zip(bars, cells, strict=True):
             y = bar.get_y() + height / 2
-            if rate:
-                flag = "" if cell is not None and cell.status == "ok" else "*"
-                ax.text(rate, y, f" {rate:,.0f}{flag}", va="center")
-            elif cell is not None:
+            if cell.rate:
+                flag = "" if cell.status == "ok" else "*"
+                # Past the whisker's end, so the number stays readable.
+                at = max(cell.rate, cell.rate_max or 0)
+                ax.text(at, y, f" {cell.rate:,.0f}{flag}", va="center", fontsize=8)
+            elif cell.runs:
                 # Nothing to draw: say why at the axis instead of leaving a silent gap.
                 ax.text(
                     0.005, y, f" {cell.status}", va="center", transform=ax.get_yaxis_transform()
@@ -249,9 +262,12 @@ def plot(path: Path, rows: Sequence[Row], handlers: Sequence[str], title: str) -
     ax.set_yticks([n + height * (len(handlers) - 1) / 2 for n in range(len(rows))], labels)
     ax.invert_yaxis()
     ax.set_xscale("log")
-    ax.set_xlabel("messages/s (log scale; * = did not finish)")
+    top = max((c.rate_max or c.rate or 0 for row in rows for c in row.cells.values()), default=1)
+    # Room on the right for the value labels and the legend.
+    ax.set_xlim(right=top * 3)
+    ax.set_xlabel("messages/s (log scale; median of repeats, whiskers min-max; * = did not finish)")
     ax.set_title(title)
-    ax.legend(loc="lower right")
+    ax.legend(loc="upper right")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

@@ -57,6 +57,7 @@ class OutboxRelay:
         on_published: Callable[[int], None] | None = None,
         on_failed: Callable[[int], None] | None = None,
         republish_after: float = 0,
+        backlog: Callable[[], int] | None = None,
     ) -> None:
         self.engine = engine
         self.sns = sns
@@ -70,6 +71,9 @@ class OutboxRelay:
         #: Seconds after publication an order may stay pending before its event is
         #: published again (0: never).
         self.republish_after = republish_after
+        #: Messages still waiting in the consumers' queues: while there are any, a
+        #: pending order may simply be queued behind them, so nothing is republished.
+        self.backlog = backlog
         self.republished = 0
         self._stopping = threading.Event()
         self._failures = 0
@@ -110,6 +114,14 @@ class OutboxRelay:
         if not self.republish_after or time.monotonic() < self._next_sweep:
             return
         self._next_sweep = time.monotonic() + max(1.0, self.republish_after / 4)
+        if self.backlog is not None:
+            try:
+                waiting = self.backlog()
+            except Exception as error:
+                log.warning("cannot read the queues' backlog", extra={"error": str(error)})
+                return
+            if waiting:
+                return
         self.republish_stale()
 
     def republish_stale(self) -> int:

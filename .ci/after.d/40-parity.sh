@@ -2,7 +2,7 @@
 # Emulator parity: the integration suite again, on moto's server mode and on MiniStack
 # instead of LocalStack. Neither runs the project's init hooks, so the fixture provisions
 # them with apply_topology (as `pubsub provision` does on AWS). Tests that start their own
-# LocalStack (launcher, `make dev`) are skipped there: see tests/integration/conftest.py.
+# LocalStack (launcher, `make dev`) are skipped there: see tests/support/fixtures.py.
 # Differences between the emulators: docs/emulator-parity.md.
 set -Eeuo pipefail
 cd "$(dirname "$0")/../.."

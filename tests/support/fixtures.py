@@ -3,8 +3,9 @@ tests/conftest.py), and the factories behind them for tests that need their own.
 
 Session layers: emulator -> stack_env -> stack -> api. Each starts once per session. The
 emulator is chosen by one switch, TEST_EMULATOR (default `native`: LocalStack from
-.venv-localstack). Tests that stop the emulator or kill programs build their own with
-`start_emulator` and `stack_environment`, so the shared ones stay undisturbed.
+.venv-localstack; tests/support/emulators.py has the others). Tests that stop the emulator
+or kill programs build their own with `start_localstack` and `stack_environment`, so the
+shared ones stay undisturbed.
 
 The session stack's store is SQLite unless a module parametrizes `store_kind`
 (test_pipeline runs on both): its PostgreSQL stack gets a fresh database and its own

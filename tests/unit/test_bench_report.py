@@ -50,6 +50,7 @@ def test_repeats_report_the_median_and_ratios_are_per_handler() -> None:
     runtime = rows["runtime", "default"].cells
     assert runtime["no-op"].rate == 200.0
     assert runtime["no-op"].runs == 3
+    assert (runtime["no-op"].rate_min, runtime["no-op"].rate_max) == (100.0, 300.0)
     assert rows["naive", "1 thread"].cells["5ms-io"].vs_reference == pytest.approx(0.5)
     assert "no-op" not in rows["naive", "1 thread"].cells
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 from pathlib import Path
 
 import botocore.session
@@ -17,18 +18,57 @@ from pubsub_supervisor.topology import Arns
 ROOT = Path(__file__).resolve().parents[2]
 ARNS = Arns(account="123456789012", region="eu-west-1")
 SERVICES = ("sns", "sqs", "ses", "sts")
-#: Modules that run with the operator's credentials, never in the container's role.
-OPERATOR_MODULES = {
-    "pubsub_supervisor/topology.py",  # provisioning
-    "pubsub_supervisor/lint.py",  # `pubsub provision --check`
-    "pubsub_supervisor/cli.py",
-    "pubsub_supervisor/emulator.py",  # development only
-}
+PACKAGES = ("pubsub_supervisor", "web", "services")
+#: Imported by the programs for names and ARNs, but its AWS calls are provisioning
+#: (`apply_topology`), which runs with the operator's credentials, never the task role.
+PROVISIONING = "pubsub_supervisor/topology.py"
+
+
+def program_entry_modules() -> set[str]:
+    """The modules supervisord starts (`python -m X`, gunicorn's `X:create_app()`)."""
+    conf = (ROOT / "supervisord.conf").read_text()
+    commands = re.findall(r"^command=(.*)$", conf, flags=re.MULTILINE)
+    modules = {m for c in commands for m in re.findall(r"-m ([\w.]+)", c)}
+    modules |= {m for c in commands for m in re.findall(r'"([\w.]+):\w+\(\)"', c)}
+    return modules
+
+
+def module_file(module: str) -> Path | None:
+    base = ROOT.joinpath(*module.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py", base / "__main__.py"):
+        if candidate.exists():
+            return candidate
+    return None
 
 
 def runtime_sources() -> list[Path]:
-    files = [p for d in ("web", "services", "pubsub_supervisor") for p in (ROOT / d).rglob("*.py")]
-    return [p for p in files if str(p.relative_to(ROOT)) not in OPERATOR_MODULES]
+    """Every project file the container's programs import (operator tools are not in it)."""
+    seen: set[Path] = set()
+    queue = [m for m in program_entry_modules() if m.split(".")[0] in PACKAGES]
+    assert queue, "no program found in supervisord.conf"
+    while queue:
+        module = queue.pop()
+        parts = module.split(".")
+        # A package's __init__ runs before any of its modules.
+        queue += [".".join(parts[:i]) for i in range(1, len(parts))]
+        path = module_file(module)
+        if path is None or path in seen:
+            continue
+        seen.add(path)
+        if path.name == "__init__.py" and (path.parent / "__main__.py").exists():
+            queue.append(f"{module}.__main__")
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                queue += [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                queue.append(node.module)
+                queue += [f"{node.module}.{alias.name}" for alias in node.names]
+    return sorted(p for p in seen if p.relative_to(ROOT).parts[0] in PACKAGES)
+
+
+def runtime_callers() -> list[Path]:
+    """The runtime files whose AWS calls the task role must allow."""
+    return [p for p in runtime_sources() if str(p.relative_to(ROOT)) != PROVISIONING]
 
 
 def calls_in(path: Path) -> set[tuple[str, str]]:
@@ -50,7 +90,7 @@ def actions_called_by_the_code() -> set[str]:
     for service in SERVICES:
         model = botocore.session.get_session().get_service_model(service)
         mapping = {xform_name(op): op for op in model.operation_names}
-        for path in runtime_sources():
+        for path in runtime_callers():
             for called_service, method in calls_in(path):
                 if called_service != service:
                     continue
@@ -70,6 +110,22 @@ def policy_actions(policy: dict[str, object]) -> set[str]:
     statements = policy["Statement"]
     assert isinstance(statements, list)
     return {a for s in statements for a in s["Action"]}
+
+
+def test_runtime_code_is_what_the_programs_import() -> None:
+    files = {str(p.relative_to(ROOT)) for p in runtime_sources()}
+    assert {"web/api.py", "web/outbox.py", "services/runtime/consumer.py"} <= files
+    assert "services/email/handler.py" in files
+    # The operator's command line (`pubsub provision`...) is not part of it; the DLQ
+    # module is, since the web's DLQ page reads and redrives dead letters.
+    assert "pubsub_supervisor/cli.py" not in files
+    assert "pubsub_supervisor/dlq.py" in files
+
+
+def test_programs_never_provision() -> None:
+    # Why the provisioning module's calls are left out of the task role.
+    for path in runtime_callers():
+        assert "apply_topology" not in path.read_text(), path
 
 
 def test_scanner_finds_the_calls_we_know_of() -> None:
@@ -115,11 +171,14 @@ def test_each_resource_gets_only_what_its_role_needs(
     assert iam.allows(policy, "sqs:SendMessage", dlq)
     assert iam.allows(policy, "sns:Publish", ARNS.topic(topology.results_topic))
     assert iam.allows(policy, "ses:SendEmail", identity, sender)
-    # Consumers never send to a source queue (only SNS does) nor read a DLQ.
-    assert not iam.allows(policy, "sqs:SendMessage", queue)
-    assert not iam.allows(policy, "sqs:ReceiveMessage", dlq)
-    assert not iam.allows(policy, "sqs:DeleteMessage", dlq)
+    # The web's DLQ page reads dead letters and redrives them to their source queue;
+    # nothing may purge a queue or change a queue's definition.
+    assert iam.allows(policy, "sqs:ReceiveMessage", dlq)
+    assert iam.allows(policy, "sqs:DeleteMessage", dlq)
+    assert iam.allows(policy, "sqs:SendMessage", queue)
     assert not iam.allows(policy, "sqs:PurgeQueue", queue)
+    assert not iam.allows(policy, "sqs:PurgeQueue", dlq)
+    assert not iam.allows(policy, "sqs:SetQueueAttributes", queue)
     assert not iam.allows(policy, "sqs:ReceiveMessage", ARNS.queue("someone-elses-queue"))
     assert not iam.allows(policy, "sns:Publish", ARNS.topic("someone-elses-topic"))
     assert not iam.allows(policy, "sns:Subscribe", ARNS.topic(topology.order_topic))
