@@ -169,19 +169,22 @@ class OutboxRelay:
     def claim(self) -> list[Any]:
         """Claim up to one batch of due rows nobody holds; returns them, oldest first."""
         now = utcnow()
+        due = (
+            select(outbox.c.seq)
+            .where(outbox.c.published_at.is_(None))
+            .where(outbox.c.next_attempt_at <= now)
+            .where(or_(outbox.c.claimed_until.is_(None), outbox.c.claimed_until <= now))
+            .order_by(outbox.c.seq)
+        )
+        # An idle relay only reads: it takes no write lock (SQLite) and locks no rows.
+        with db.read(self.engine) as conn:
+            if conn.execute(due.limit(1)).first() is None:
+                return []
         with db.write(self.engine) as conn:
-            due = (
-                select(outbox.c.seq)
-                .where(outbox.c.published_at.is_(None))
-                .where(outbox.c.next_attempt_at <= now)
-                .where(or_(outbox.c.claimed_until.is_(None), outbox.c.claimed_until <= now))
-                .order_by(outbox.c.seq)
-                .limit(PUBLISH_BATCH)
-                # PostgreSQL: rows another relay is claiming right now are skipped, not
-                # waited for. SQLite has no row locks: its write lock serializes claims.
-                .with_for_update(skip_locked=True)
-            )
-            seqs = list(conn.execute(due).scalars())
+            # PostgreSQL: rows another relay is claiming right now are skipped, not waited
+            # for. SQLite has no row locks: its write lock serializes claims.
+            locked = due.limit(PUBLISH_BATCH).with_for_update(skip_locked=True)
+            seqs = list(conn.execute(locked).scalars())
             if not seqs:
                 return []
             conn.execute(
