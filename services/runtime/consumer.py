@@ -47,10 +47,13 @@ MAX_POLL_BACKOFF = 10.0
 class ConsumerConfig:
     """How a consumer polls, how many handlers run at once, and how it retries."""
 
-    #: Handler threads; the lever for I/O-bound handlers.
-    concurrency: int = 8
-    #: Threads calling ReceiveMessage; more than one helps only with very fast handlers.
-    pollers: int = 1
+    #: Handler threads; the lever for I/O-bound handlers. At least one receive batch, so
+    #: the next batch is received while the current one is handled.
+    concurrency: int = 16
+    #: Threads calling ReceiveMessage, and as many sending the deletes: two keep a call
+    #: in flight while the other's answer is handled (idle, a poller is one long poll
+    #: every `wait_seconds`).
+    pollers: int = 2
     batch_size: int = SQS_BATCH
     #: Longest wait for a delete batch to fill while more handled messages are on their
     #: way: full batches mean fewer calls (each costs the client and the broker CPU).
@@ -125,6 +128,7 @@ class Consumer:
         #: a release (visibility 0) that was decided after it read the messages in hand.
         self._visibility_lock = threading.Lock()
         self._stats_lock = threading.Lock()
+        self._gather_lock = threading.Lock()
         self._dlq_url: str | None = None
         self._max_receives: int | None = self.config.max_receive_count
 
@@ -181,7 +185,7 @@ class Consumer:
         return {
             "pollers": spawn("poller", self._poll_loop, self.config.pollers),
             "workers": spawn("worker", self._work_loop, self.config.concurrency),
-            "acker": spawn("acker", self._ack_loop, 1),
+            "acker": spawn("acker", self._ack_loop, self.config.pollers),
             "heartbeat": spawn("heartbeat", self._heartbeat_loop, 1)
             if self.config.heartbeat
             else [],
@@ -200,7 +204,8 @@ class Consumer:
         for _ in threads["workers"]:
             self._work.put(None)
         _join(threads["workers"], max(0.0, deadline - time.monotonic()))
-        self._acks.put(None)
+        for _ in threads["acker"]:
+            self._acks.put(None)
         _join(threads["acker"], max(ACK_FLUSH_SECONDS, deadline - time.monotonic()))
         # Anything a poller queued after the first release (it raced the stop).
         with self._lock:
@@ -450,36 +455,42 @@ class Consumer:
     def _ack_loop(self) -> None:
         done = False
         while not done:
-            first = self._acks.get()
-            batch: list[Message] = []
-            if first is None:
-                done = True
-            else:
-                batch.append(first)
-            linger_until = time.monotonic() + self.config.ack_linger_seconds
-            # Gather up to one SQS batch: what is waiting, and, for a moment, what
-            # handlers still working on messages in hand are about to add.
-            while len(batch) < SQS_BATCH and not done:
-                try:
-                    more = self._acks.get_nowait()
-                except queue.Empty:
-                    wait = linger_until - time.monotonic()
-                    if wait <= 0 or not self._more_acks_coming(len(batch)):
-                        break
-                    try:
-                        more = self._acks.get(timeout=wait)
-                    except queue.Empty:
-                        break
-                if more is None:
-                    done = True
-                else:
-                    batch.append(more)
+            # One thread gathers at a time, so batches fill up; the other sends its own
+            # batch meanwhile, so a slow DeleteMessageBatch does not hold up the next.
+            with self._gather_lock:
+                batch, done = self._gather()
             if batch:
                 self._delete(batch)
 
+    def _gather(self) -> tuple[list[Message], bool]:
+        """Up to one SQS batch of messages to delete, and whether a stop was signalled."""
+        first = self._acks.get()
+        if first is None:
+            return [], True
+        batch = [first]
+        linger_until = time.monotonic() + self.config.ack_linger_seconds
+        # What is waiting, and, for a moment, what handlers working on the messages in
+        # hand are about to add.
+        while len(batch) < SQS_BATCH:
+            try:
+                more = self._acks.get_nowait()
+            except queue.Empty:
+                wait = linger_until - time.monotonic()
+                if wait <= 0 or not self._more_acks_coming(len(batch)):
+                    break
+                try:
+                    more = self._acks.get(timeout=wait)
+                except queue.Empty:
+                    break
+            if more is None:
+                return batch, True
+            batch.append(more)
+        return batch, False
+
     def _more_acks_coming(self, batched: int) -> bool:
         """True while messages in hand beyond the batch being gathered may still end in an
-        ack; a lone message (a quiet queue) is then deleted without waiting."""
+        ack (handlers running, or about to start); a lone message (a quiet queue) is then
+        deleted without waiting."""
         with self._lock:
             return len(self._in_hand) > batched and not self._stopping.is_set()
 
