@@ -163,7 +163,9 @@ class Run:
         self.load_avg.append(round(os.getloadavg()[0], 2))
 
 
-def run_stack_parts(run: Run, parts: set[str], plan: Plan, endpoint: str, workdir: Path) -> None:
+def run_stack_parts(
+    run: Run, parts: set[str], plan: Plan, endpoint: str, emulator_pid: int | None, workdir: Path
+) -> None:
     """The parts that need the whole stack under supervisord."""
     with running_stack(endpoint, workdir / "stack", say) as stack:
         if "footprint" in parts:
@@ -171,14 +173,19 @@ def run_stack_parts(run: Run, parts: set[str], plan: Plan, endpoint: str, workdi
             say(f"footprint: idle for {plan.idle_seconds:.0f} s")
             run.note_load()
             run.idle = footprint.idle(stack, plan.idle_seconds)
-        runner = e2e.E2E(stack, plan.ladder, say)
+        runner = e2e.E2E(stack, plan.ladder, say, emulator_pid)
         if "e2e" in parts:
             say("raw SNS fan-out ceiling (PublishBatch to 3 raw-delivery queues)")
             run.note_load()
             for threads in plan.fanout_threads:
                 run.fanout.append(
                     fanout.run_fanout(
-                        endpoint, events=plan.fanout_events, threads=threads, timeout_s=120, say=say
+                        endpoint,
+                        events=plan.fanout_events,
+                        threads=threads,
+                        timeout_s=120,
+                        say=say,
+                        emulator_pid=emulator_pid,
                     )
                 )
             say("end to end: open-loop rate ladder")
@@ -342,7 +349,7 @@ def main(argv: list[str]) -> int:
                     say=say,
                 )
             if parts & {"e2e", "footprint"}:
-                run_stack_parts(run, parts, plan, endpoint, workdir)
+                run_stack_parts(run, parts, plan, endpoint, emulator_pid, workdir)
         if "footprint" in parts:
             # After the benchmark's own emulator stopped: `make dev` starts its own.
             say("footprint: time from `python -m pubsub_supervisor.dev` to /readyz")

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Engine, func, select
 
+from bench.harness import tree_cpu_s
 from bench.load import Sent, open_loop, order_body
 from bench.stack import SKU, BenchStack
 from bench.stats import Latency, completion_rate, kept_up, rate_ladder, step_size
@@ -93,6 +94,10 @@ class StepResult:
     per_service: dict[str, Latency | None] = field(default_factory=dict)
     statuses: dict[str, int] = field(default_factory=dict)
     half_load: bool = False
+    #: CPU per accepted order, in ms, from the step's start until it settled: the
+    #: emulator's, and the stack's (supervisord and every program).
+    emulator_cpu_ms: float | None = None
+    stack_cpu_ms: float | None = None
 
 
 def epoch(value: datetime) -> float:
@@ -216,11 +221,21 @@ def summarize_step(
 class E2E:
     """Open-loop steps against one running stack."""
 
-    def __init__(self, stack: BenchStack, plan: LadderPlan, say: Say) -> None:
+    def __init__(
+        self, stack: BenchStack, plan: LadderPlan, say: Say, emulator_pid: int | None = None
+    ) -> None:
         self.stack = stack
         self.plan = plan
         self.say = say
+        self.emulator_pid = emulator_pid
         self._sent_total = 0
+
+    def _cpu(self) -> tuple[float | None, float | None]:
+        stack_proc = self.stack.supervised.proc
+        return (
+            tree_cpu_s(self.emulator_pid) if self.emulator_pid else None,
+            tree_cpu_s(stack_proc.pid) if stack_proc else None,
+        )
 
     def _body(self, base: int) -> Callable[[int], bytes]:
         return lambda index: order_body(base + index, SKU)
@@ -230,6 +245,7 @@ class E2E:
         plan = self.plan
         count = step_size(rate, plan.step_seconds, plan.max_orders)
         seq = last_seq(self.stack.engine)
+        cpu_before = self._cpu()
         sent = open_loop(
             self.stack.base_url,
             self._body(self._sent_total),
@@ -243,12 +259,20 @@ class E2E:
         self._sent_total += count
         accepted = sum(1 for s in sent if s.status == 201)
         settled = wait_settled(self.stack.engine, seq, plan.settle_timeout_s, accepted)
+        cpu_after = self._cpu()
         step = summarize_step(
             StepResult(rate, count, half_load=half_load),
             sent,
             order_times(self.stack.engine, seq),
             settled,
         )
+        if accepted:
+            step.emulator_cpu_ms, step.stack_cpu_ms = (
+                (after - before) * 1000 / accepted
+                if after is not None and before is not None
+                else None
+                for before, after in zip(cpu_before, cpu_after, strict=True)
+            )
         self.say("  " + describe(step))
         return step
 
@@ -289,5 +313,6 @@ def describe(step: StepResult) -> str:
         f"{'kept up' if step.kept_up else 'SATURATED'}: {step.accepted}/{step.orders} accepted, "
         f"completed {rate}, e2e p50/p95/p99 {_ms(step.e2e, 'p50')}/{_ms(step.e2e, 'p95')}/"
         f"{_ms(step.e2e, 'p99')} ms, publish lag p50 {_ms(step.publish_lag, 'p50')} ms"
+        + (f", emulator {step.emulator_cpu_ms:.1f} ms CPU/order" if step.emulator_cpu_ms else "")
         + ("" if step.settled else " (not settled in time)")
     )

@@ -17,6 +17,7 @@ from botocore.config import Config
 
 from bench import payload
 from bench.contenders.common import ACCESS_KEY, REGION, SECRET_KEY
+from bench.harness import tree_cpu_s
 
 if TYPE_CHECKING:
     from mypy_boto3_sns import SNSClient
@@ -40,6 +41,8 @@ class FanoutResult:
     delivered_rate: float | None = None
     status: str = "failed"
     detail: str = ""
+    #: The emulator's CPU per event, publish to delivered in all three queues, in ms.
+    emulator_cpu_ms: float | None = None
 
 
 def _clients(endpoint_url: str) -> tuple[SNSClient, SQSClient]:
@@ -64,7 +67,13 @@ def _depth(sqs: SQSClient, url: str) -> int:
 
 
 def run_fanout(
-    endpoint_url: str, *, events: int, threads: int, timeout_s: float, say: Say
+    endpoint_url: str,
+    *,
+    events: int,
+    threads: int,
+    timeout_s: float,
+    say: Say,
+    emulator_pid: int | None = None,
 ) -> FanoutResult:
     """Publish `events` order events in batches of 10 from `threads` threads; time delivery."""
     sns, sqs = _clients(endpoint_url)
@@ -87,9 +96,13 @@ def run_fanout(
             )
         bodies = [payload.body(payload.order_created(seq)) for seq in range(events)]
         batches = [bodies[i : i + PUBLISH_BATCH] for i in range(0, events, PUBLISH_BATCH)]
+        cpu_before = tree_cpu_s(emulator_pid) if emulator_pid else None
         started = time.monotonic()
         _publish(sns, topic_arn, batches, threads, result, started)
         _wait_delivered(sqs, urls, events, started + timeout_s, result, started)
+        cpu_after = tree_cpu_s(emulator_pid) if emulator_pid else None
+        if cpu_before is not None and cpu_after is not None:
+            result.emulator_cpu_ms = (cpu_after - cpu_before) * 1000 / events
     except Exception as exc:  # the ceiling is a reference figure; report, do not crash
         result.status, result.detail = "failed", f"{type(exc).__name__}: {exc}"
     finally:
@@ -179,6 +192,11 @@ def describe(result: FanoutResult) -> str:
     return (
         f"fan-out, {result.threads} thread(s): {result.events} events published at "
         f"{result.published_rate:,.0f}/s, in all {QUEUES} queues at {result.delivered_rate:,.0f}/s"
+        + (
+            f", emulator {result.emulator_cpu_ms:.2f} ms CPU/event"
+            if result.emulator_cpu_ms
+            else ""
+        )
     )
 
 

@@ -37,8 +37,8 @@ class PublisherPlan:
     settle_timeout_s: float
 
 
-FULL_PUBLISHER = PublisherPlan((1, 8), 15, 6000, 300, 300)
-QUICK_PUBLISHER = PublisherPlan((1, 8), 3, 600, 120, 120)
+FULL_PUBLISHER = PublisherPlan((1, 8), 10, 1000, 300, 240)
+QUICK_PUBLISHER = PublisherPlan((1, 8), 3, 200, 120, 120)
 
 
 @dataclass

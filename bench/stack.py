@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -66,6 +67,9 @@ def write_catalog(path: Path) -> Path:
 
 def provision(settings: Settings) -> None:
     """Apply the project's topology, as `pubsub provision` does."""
+    # boto3 reads keys from the environment only; the emulator accepts any.
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        os.environ.setdefault(name, "test")
     clients = make_clients(settings)
     apply_topology(
         settings.topology,

@@ -59,6 +59,7 @@ E2E_HEAD = (
     "publish p50 ms",
     "POST p99 ms",
     "errors",
+    "emulator CPU ms/order",
 )
 
 
@@ -82,6 +83,7 @@ def e2e_rows(steps: Sequence[StepResult]) -> list[list[str]]:
                 ms(s.publish_lag, "p50"),
                 ms(s.post, "p99"),
                 str(s.errors),
+                rate(s.emulator_cpu_ms, 1),
             ]
         )
     return rows
@@ -101,6 +103,7 @@ def e2e_notes(fanout: Sequence[FanoutResult]) -> str:
                 f"raw SNS fan-out, PublishBatch(10) to 3 raw-delivery queues, {f.threads} "
                 f"thread(s): {rate(f.delivered_rate)} events/s delivered to all three "
                 f"({rate(f.published_rate)}/s published)"
+                + (f", emulator {f.emulator_cpu_ms:.2f} ms CPU/event" if f.emulator_cpu_ms else "")
             )
         else:
             lines.append(f"raw SNS fan-out, {f.threads} thread(s): {f.status} {f.detail}")
@@ -217,35 +220,46 @@ def plot_e2e(
     relay_rate: float | None,
     title: str,
 ) -> None:
-    """Latency percentiles and completed rate against the offered rate."""
+    """Latency percentiles and completed rate against the offered rate (log scales)."""
     import matplotlib  # here, so Agg is chosen before pyplot loads
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter
 
+    plain = FuncFormatter(lambda v, _pos: f"{v:,.0f}" if v >= 1 else f"{v:g}")
     ladder = sorted((s for s in steps if s.e2e), key=lambda s: s.offered)
-    fig, (lat_ax, rate_ax) = plt.subplots(1, 2, figsize=(12, 4.8))
     xs = [s.offered for s in ladder]
+    fig, (lat_ax, rate_ax) = plt.subplots(1, 2, figsize=(12, 4.8))
     for attr, style in (("p50", "o-"), ("p95", "s-"), ("p99", "^-")):
-        lat_ax.plot(
-            xs, [getattr(s.e2e, attr) * 1000 for s in ladder], style, label=attr, markersize=4
-        )
+        ys = [getattr(s.e2e, attr) * 1000 for s in ladder]
+        lat_ax.plot(xs, ys, style, label=attr, markersize=4)
     for s in ladder:
         if not s.kept_up:
-            lat_ax.axvspan(s.offered * 0.97, s.offered * 1.03, color="red", alpha=0.15)
-    lat_ax.axhline(250, color="grey", linestyle=":", linewidth=1)
-    lat_ax.text(xs[0] if xs else 1, 260, "250 ms", color="grey", fontsize=8)
+            lat_ax.axvspan(s.offered / 1.04, s.offered * 1.04, color="red", alpha=0.15)
+        if s.half_load:
+            lat_ax.annotate(
+                "half load",
+                (s.offered, s.e2e.p99 * 1000 if s.e2e else 0),
+                textcoords="offset points",
+                xytext=(4, 6),
+                fontsize=8,
+            )
+    lat_ax.axhline(250, color="grey", linestyle=":", linewidth=1, label="250 ms")
     lat_ax.set_xscale("log")
     lat_ax.set_yscale("log")
+    for axis in (lat_ax.xaxis, lat_ax.yaxis):
+        axis.set_major_formatter(plain)
+        axis.set_minor_formatter(plain if len(xs) < 4 else FuncFormatter(lambda *_: ""))
     lat_ax.set_xlabel("offered orders/s (open loop; red band: saturated)")
     lat_ax.set_ylabel("order created -> service result recorded (ms)")
     lat_ax.set_title("latency per (order, service)")
-    lat_ax.legend(loc="upper left")
+    lat_ax.legend(loc="upper left", fontsize=8)
     lat_ax.grid(True, which="both", alpha=0.3)
 
-    rate_ax.plot(xs, [s.completed_rate or 0 for s in ladder], "o-", label="completed/s")
-    top = max([*xs, ceiling or 0, relay_rate or 0, 1])
-    rate_ax.plot([0, top], [0, top], color="grey", linestyle=":", linewidth=1, label="offered")
+    rate_ax.plot(xs, [s.completed_rate or float("nan") for s in ladder], "o-", label="completed/s")
+    if xs:
+        rate_ax.plot(xs, xs, color="grey", linestyle=":", linewidth=1, label="= offered")
     if ceiling:
         rate_ax.axhline(
             ceiling, color="tab:red", linestyle="--", label=f"raw SNS fan-out {ceiling:,.0f}/s"
@@ -253,15 +267,21 @@ def plot_e2e(
         rate_ax.axhline(0.6 * ceiling, color="tab:red", linestyle=":", label="60% of it")
     if relay_rate:
         rate_ax.axhline(
-            relay_rate, color="tab:green", linestyle="--", label=f"outbox relay {relay_rate:,.0f}/s"
+            relay_rate,
+            color="tab:green",
+            linestyle="--",
+            label=f"outbox relay (backlog) {relay_rate:,.0f}/s",
         )
+    rate_ax.set_xscale("log")
+    rate_ax.set_yscale("log")
+    for axis in (rate_ax.xaxis, rate_ax.yaxis):
+        axis.set_major_formatter(plain)
+    rate_ax.xaxis.set_minor_formatter(lat_ax.xaxis.get_minor_formatter())
     rate_ax.set_xlabel("offered orders/s")
     rate_ax.set_ylabel("orders/s with all three results recorded")
-    rate_ax.set_title("throughput")
-    rate_ax.set_xlim(0, max(xs, default=1) * 1.1)
-    rate_ax.set_ylim(0, top * 1.1)
-    rate_ax.legend(loc="upper left", fontsize=8)
-    rate_ax.grid(True, alpha=0.3)
+    rate_ax.set_title("throughput (log scales)")
+    rate_ax.legend(loc="center left", fontsize=8)
+    rate_ax.grid(True, which="both", alpha=0.3)
     fig.suptitle(title)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
