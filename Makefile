@@ -14,7 +14,7 @@ MINISTACK_VENV := .venv-ministack
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: help venv emulator-venv dev emulator test test-unit test-integration test-browser screenshots lint fmt typecheck provision status ctl queues publish-sample clean bench bench-quick dlq redrive ministack-venv test-parity audit scan-secrets
+.PHONY: help venv emulator-venv dev emulator test test-unit test-integration test-browser screenshots lint fmt typecheck provision status ctl queues publish-sample clean bench bench-quick dlq redrive ministack-venv test-parity audit scan-secrets test-faults test-docker up down image
 
 help: ## Show the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -62,7 +62,7 @@ fmt: venv ## Format and fix what ruff can
 typecheck: venv ## mypy (strict)
 	$(VENV)/bin/mypy
 
-test: lint typecheck emulator-venv ## The whole suite: lint, types, unit and integration tests
+test: lint typecheck emulator-venv ## The whole suite: lint, types, unit, integration and fault tests
 	$(VENV)/bin/pytest
 
 test-unit: venv ## Unit tests only (no emulator)
@@ -77,6 +77,13 @@ test-browser: venv emulator-venv ## Browser tests in headless Chromium (apt-get 
 screenshots: test-browser ## Refresh the README's screenshots from a browser test run
 	mkdir -p docs/img
 	cp tests/browser/artifacts/order.png tests/browser/artifacts/dashboard.png docs/img/
+
+test-faults: venv emulator-venv ## Fault tests: kills, restarts, outages, poison (own emulator and stack, ~5 min)
+	$(VENV)/bin/pytest tests/faults
+
+test-docker: venv ## Docker tier: the compose stack, and the integration suite on a LocalStack container
+	$(VENV)/bin/pytest -m docker
+	TEST_EMULATOR=testcontainers $(VENV)/bin/pytest tests/integration -m "not docker"
 
 test-parity: venv ministack-venv ## Integration tests on moto's server mode and MiniStack
 	TEST_EMULATOR=moto $(VENV)/bin/pytest tests/integration
@@ -117,6 +124,19 @@ dlq: venv ## List what sits in each dead-letter queue, with the reason
 
 redrive: venv ## Move dead-lettered messages back to their queue (QUEUE=email for one)
 	$(VENV)/bin/pubsub dlq redrive $(if $(QUEUE),--queue $(QUEUE))
+
+# `docker compose` (v2) where installed, else Compose v1's `docker-compose`; both read docker-compose.yml.
+COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
+
+up: ## docker compose up --build: LocalStack + the supervisor container (web on 127.0.0.1:3001)
+	$(COMPOSE) up --build
+
+down: ## Stop and remove the compose stack (its data volume stays)
+	$(COMPOSE) down
+
+image: ## Build the app image on the local base image (machines that cannot pull python:3.13-slim)
+	bash scripts/docker/prepare.sh
+	bash scripts/docker/app-image.sh
 
 clean: ## Remove virtualenvs and runtime state
 	rm -rf .uv $(VENV) $(EMULATOR_VENV) var

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
+from botocore.parsers import ResponseParserError
 
 from pubsub_supervisor.topology import Arns, is_missing
 
@@ -100,7 +101,8 @@ _TRANSIENT_CODES = frozenset(
 def is_transient(error: BaseException) -> bool:
     """True for failures of the endpoint rather than of the request: no connection,
     timeouts, 5xx, throttling, or a topic/queue that does not exist (yet)."""
-    if isinstance(error, BotoCoreError):
+    # A body that is not AWS's (a proxy's or load balancer's 502/503 page) cannot be parsed.
+    if isinstance(error, BotoCoreError | ResponseParserError):
         return True
     if isinstance(error, ClientError):
         status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
@@ -134,5 +136,12 @@ def retry_transient[T](
                 "endpoint failed, retrying",
                 extra={"what": what, "error": str(error), "retry_in": delay},
             )
-            time.sleep(delay)
+            _pause(delay, should_stop)
             delay = min(delay * 2, max_delay)
+
+
+def _pause(seconds: float, should_stop: Callable[[], bool]) -> None:
+    """Sleep, but notice a stop within a fifth of a second."""
+    deadline = time.monotonic() + seconds
+    while not should_stop() and (left := deadline - time.monotonic()) > 0:
+        time.sleep(min(0.2, left))

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from pubsub_supervisor import dlq, iam, lint
 from pubsub_supervisor.aws import arns_for, make_clients
 from pubsub_supervisor.catalog import load_catalog
+from pubsub_supervisor.db import make_engine
 from pubsub_supervisor.events import (
     OrderCreated,
     OrderItem,
@@ -25,8 +26,9 @@ from pubsub_supervisor.events import (
     message_attributes,
     new_id,
 )
+from pubsub_supervisor.migrate import current, migrate
 from pubsub_supervisor.queues import QueueReader
-from pubsub_supervisor.settings import Settings
+from pubsub_supervisor.settings import STORE_NAMES, Settings
 from pubsub_supervisor.topology import Arns, QueueSpec, apply_topology
 
 #: Exit codes, named so scripts can tell failures apart.
@@ -90,6 +92,24 @@ def cmd_provision(args: argparse.Namespace, settings: Settings) -> int:
     else:
         verb = "would change" if args.dry_run else "changed"
         print(f"{len(changes)} resource(s) {verb}.")
+    return EXIT_OK
+
+
+def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    """Bring every store's schema to the newest revision (programs also do this at start)."""
+    unknown = sorted(set(args.stores) - set(STORE_NAMES))
+    if unknown:
+        print(f"pubsub migrate: unknown store(s) {', '.join(unknown)}", file=sys.stderr)
+        return EXIT_CONFIG
+    for name in args.stores or STORE_NAMES:
+        engine = make_engine(settings.database_url(name))
+        try:
+            before = migrate(engine, name)
+            after = current(engine)
+        finally:
+            engine.dispose()
+        change = "up to date" if before == after else f"{before} -> {after}"
+        print(f"{name}: {change}")
     return EXIT_OK
 
 
@@ -347,6 +367,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="change nothing; read the live resources and flag what real AWS would reject",
     )
     provision.set_defaults(func=cmd_provision)
+
+    migrate_cmd = sub.add_parser(
+        "migrate",
+        help="migrate the stores DATABASE_URL names (SQLite files or PostgreSQL schemas)",
+        description=cmd_migrate.__doc__,
+    )
+    migrate_cmd.add_argument(
+        "stores", nargs="*", metavar="STORE", help=f"any of {', '.join(STORE_NAMES)} (default: all)"
+    )
+    migrate_cmd.set_defaults(func=cmd_migrate)
 
     status = sub.add_parser(
         "status",

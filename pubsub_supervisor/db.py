@@ -1,4 +1,4 @@
-"""SQLAlchemy engines for the project's stores, with SQLite tuned for many threads."""
+"""SQLAlchemy engines for the project's stores: SQLite tuned for many threads, or PostgreSQL."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, Table, create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 
 #: Execution option that makes a SQLite transaction take the write lock at BEGIN.
@@ -18,6 +19,8 @@ def make_engine(url: str) -> Engine:
     """An engine for `url`; for SQLite: WAL, a busy timeout and explicit BEGIN modes."""
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
+        # READ COMMITTED (PostgreSQL's default): concurrent writers are kept apart by row
+        # locks (SELECT ... FOR UPDATE), unique keys and ON CONFLICT, not by retries.
         return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
@@ -58,3 +61,22 @@ def read(engine: Engine) -> Iterator[Connection]:
     """A read-only transaction."""
     with engine.connect() as conn, conn.begin():
         yield conn
+
+
+def schema_of(engine: Engine) -> str | None:
+    """The PostgreSQL schema an engine's search_path selects (None for SQLite)."""
+    if engine.dialect.name == "sqlite":
+        return None
+    options = str(engine.url.query.get("options", ""))
+    for option in options.split():
+        name, _, value = option.removeprefix("-c").partition("=")
+        if name == "search_path":
+            return value.split(",")[0].strip()
+    return "public"
+
+
+def insert(conn: Connection, table: Table) -> postgresql.Insert | sqlite.Insert:
+    """An INSERT with ON CONFLICT clauses, in the dialect of `conn` (PostgreSQL or SQLite)."""
+    if conn.dialect.name == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)

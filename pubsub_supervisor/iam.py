@@ -2,8 +2,10 @@
 
 The programs in the container publish to the two topics, consume their own queues,
 dead-letter their own messages (the runtime sends a failed message to its queue's DLQ with
-a reason) and send email as the one sender. Provisioning (`pubsub provision`) is not part
-of this role: it runs with the operator's credentials.
+a reason) and send email as the one sender. The web also counts every DLQ (dashboard,
+/metrics) and, on its DLQ page, reads dead letters and redrives them to their queue.
+Provisioning (`pubsub provision`) is not part of this role: it runs with the operator's
+credentials.
 
 `allows` is a small evaluator of such a policy (Allow statements, exact or `*` patterns,
 StringEquals/ArnEquals conditions), enough to check that every call the code makes is
@@ -33,6 +35,15 @@ CONSUME_ACTIONS = (
 DEAD_LETTER_ACTIONS = ("sqs:GetQueueUrl", "sqs:SendMessage")
 #: Actions on the stack's own topics (publish; the web's readiness probe reads attributes).
 TOPIC_ACTIONS = ("sns:GetTopicAttributes", "sns:Publish")
+#: Actions on the dead-letter queues for the web's dashboard and DLQ page (read, redrive).
+DLQ_PAGE_ACTIONS = (
+    "sqs:ChangeMessageVisibility",
+    "sqs:DeleteMessage",
+    "sqs:GetQueueAttributes",
+    "sqs:ReceiveMessage",
+)
+#: A redrive sends a dead letter back to its source queue.
+REDRIVE_ACTIONS = ("sqs:SendMessage",)
 EMAIL_ACTIONS = ("ses:SendEmail",)
 
 
@@ -71,6 +82,18 @@ def runtime_policy(topology: Topology, arns: Arns) -> dict[str, Any]:
             "Effect": "Allow",
             "Action": list(DEAD_LETTER_ACTIONS),
             "Resource": dlqs,
+        },
+        {
+            "Sid": "WebDeadLetterPage",
+            "Effect": "Allow",
+            "Action": list(DLQ_PAGE_ACTIONS),
+            "Resource": dlqs,
+        },
+        {
+            "Sid": "WebRedriveToSourceQueues",
+            "Effect": "Allow",
+            "Action": list(REDRIVE_ACTIONS),
+            "Resource": queues,
         },
     ]
     for sender in topology.email_identities:

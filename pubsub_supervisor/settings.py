@@ -9,10 +9,15 @@ from typing import Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
 
 from pubsub_supervisor.topology import Topology, build_topology
 
 SERVICE_NAMES: tuple[str, ...] = ("email", "inventory", "analytics")
+#: Every store: the web's and one per service.
+STORE_NAMES: tuple[str, ...] = ("web", *SERVICE_NAMES)
+#: Replaced by a store's name in DATABASE_URL.
+STORE_PLACEHOLDER = "{store}"
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -46,8 +51,12 @@ class Settings(BaseSettings):
     #: start and kept in DATA_DIR/web-secret-key, shared by every gunicorn worker.
     web_secret_key: SecretStr | None = None
 
-    #: Directory for the SQLite files of the web and each service.
+    #: Directory for the SQLite files of the web and each service (when DATABASE_URL is unset).
     data_dir: Path = ROOT / "var" / "data"
+    #: Where every store lives: unset means one SQLite file per store in DATA_DIR; a
+    #: PostgreSQL URL puts each store in its own schema of that database (`{store}` in the
+    #: URL, if present, is replaced by the store's name: one database per store).
+    database: str = Field(default="", validation_alias=AliasChoices("database_url"))
     #: Product catalog shared by the web (prices) and inventory (initial stock).
     catalog_path: Path = ROOT / "pubsub_supervisor" / "catalog.json"
 
@@ -63,6 +72,9 @@ class Settings(BaseSettings):
 
     #: Outbox relay: seconds between polls of the outbox when it is idle.
     outbox_poll_interval: float = Field(default=0.1, gt=0, le=60)
+    #: Outbox relay: seconds a relay owns the rows it claimed; a dead relay's rows are
+    #: picked up by another relay after this.
+    outbox_claim_seconds: int = Field(default=30, ge=1, le=3600)
     #: Outbox relay: publish an order's event again when a service has not reported on
     #: it this many seconds after publication (the broker lost it); 0 turns this off.
     outbox_republish_after: float = Field(default=120, ge=0)
@@ -98,6 +110,34 @@ class Settings(BaseSettings):
             )
         return value
 
+    @field_validator("database", mode="before")
+    @classmethod
+    def _database_is_sqlite_or_postgres(cls, value: object) -> object:
+        """Accept SQLite or PostgreSQL URLs; `postgresql://` means the psycopg 3 driver."""
+        if not isinstance(value, str) or not value.strip():
+            return ""
+        url = value.strip()
+        scheme, sep, rest = url.partition("://")
+        if not sep:
+            raise ValueError(f"DATABASE_URL must be a URL (got {url!r})")
+        if scheme in ("postgresql", "postgres", "postgresql+psycopg"):
+            return f"postgresql+psycopg://{rest}"
+        if scheme == "sqlite":
+            if STORE_PLACEHOLDER not in rest:
+                raise ValueError(
+                    f"a SQLite DATABASE_URL needs {STORE_PLACEHOLDER} in its path (one file "
+                    f"per store), e.g. sqlite:///var/data/{STORE_PLACEHOLDER}.sqlite3"
+                )
+            return url
+        raise ValueError(
+            f"DATABASE_URL must start with sqlite:// or postgresql+psycopg:// (got {scheme}://)"
+        )
+
+    @property
+    def uses_postgres(self) -> bool:
+        """True when the stores live in PostgreSQL."""
+        return self.database.startswith("postgresql")
+
     @cached_property
     def topology(self) -> Topology:
         """The AWS resources this configuration names."""
@@ -110,5 +150,17 @@ class Settings(BaseSettings):
         )
 
     def database_url(self, store: str) -> str:
-        """SQLAlchemy URL of one store (`web`, `email`, `inventory`, `analytics`)."""
-        return f"sqlite:///{self.data_dir / f'{store}.sqlite3'}"
+        """SQLAlchemy URL of one store (`web`, `email`, `inventory`, `analytics`).
+
+        On PostgreSQL the URL selects the store's schema (search_path) and UTC sessions.
+        """
+        if not self.database:
+            return f"sqlite:///{self.data_dir / f'{store}.sqlite3'}"
+        url = self.database.replace(STORE_PLACEHOLDER, store)
+        if not self.uses_postgres:
+            return url
+        return (
+            make_url(url)
+            .update_query_dict({"options": f"-csearch_path={store} -ctimezone=UTC"})
+            .render_as_string(hide_password=False)
+        )

@@ -7,6 +7,9 @@ Two ways to use them:
   claimed with a lease, the effect runs without holding a lock, then the outcome is
   recorded. A crash between the effect and the record repeats the effect once the lease
   ends; that window is a few milliseconds wide.
+
+Both hold across processes sharing one PostgreSQL store: the record's primary key decides
+which consumer goes first (see `_record`).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -27,16 +30,15 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    insert,
     select,
     update,
 )
-from sqlalchemy.exc import IntegrityError
 
 from pubsub_supervisor import db
 from pubsub_supervisor.errors import RetryLater
 from pubsub_supervisor.events import ServiceStatus, utcnow
 
+#: The DDL is in each service's migrations (pubsub_supervisor/migrations/versions/<store>).
 processed_events = Table(
     "processed_events",
     MetaData(),
@@ -63,7 +65,7 @@ class Outcome:
 
 
 def create_schema(engine: Engine) -> None:
-    """Create the table in the service's store."""
+    """Create the table in a scratch store (services migrate their stores instead)."""
     processed_events.metadata.create_all(engine)
 
 
@@ -71,40 +73,67 @@ def _stored(row: Any) -> Outcome:
     return Outcome(status=row.status, reason=row.reason, data=json.loads(row.data))
 
 
+def _utc(value: datetime) -> datetime:
+    # SQLite hands datetimes back without their zone; every stored time is UTC.
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _record(conn: Connection, event_id: str, order_id: str, claimed_until: datetime | None) -> bool:
+    """Insert the event's record unless one exists; True when this call inserted it.
+
+    Across processes on PostgreSQL, a concurrent insert of the same event waits for the
+    first transaction: if that commits, ON CONFLICT turns the would-be unique violation
+    into "no row inserted" (a duplicate); if it rolls back, this insert goes ahead.
+    """
+    query = db.insert(conn, processed_events).values(
+        event_id=event_id,
+        order_id=order_id,
+        status=IN_PROGRESS,
+        data="{}",
+        claimed_until=claimed_until,
+        processed_at=utcnow(),
+    )
+    # RETURNING, not rowcount: drivers need not report a rowcount for INSERT.
+    inserted = query.on_conflict_do_nothing(index_elements=["event_id"]).returning(
+        processed_events.c.event_id
+    )
+    return conn.execute(inserted).first() is not None
+
+
+def _row(conn: Connection, event_id: str) -> Any:
+    return conn.execute(
+        select(processed_events).where(processed_events.c.event_id == event_id)
+    ).one()
+
+
 def once(
     engine: Engine, event_id: str, order_id: str, effect: Callable[[Connection], Outcome]
 ) -> tuple[Outcome, bool]:
-    """Run `effect` in the same transaction as the record; returns (outcome, first_time)."""
-    try:
-        with db.write(engine) as conn:
-            row = conn.execute(
-                select(processed_events).where(processed_events.c.event_id == event_id)
-            ).first()
-            if row is not None:
-                return _stored(row), False
-            outcome = effect(conn)
-            conn.execute(
-                insert(processed_events).values(
-                    event_id=event_id,
-                    order_id=order_id,
-                    status=outcome.status,
-                    reason=outcome.reason,
-                    data=json.dumps(outcome.data),
-                    processed_at=utcnow(),
-                )
-            )
-            return outcome, True
-    except IntegrityError:
-        # Another process recorded the same event first; its effect stands, ours rolled back.
-        return _lookup(engine, event_id), False
+    """Run `effect` in the same transaction as the record; returns (outcome, first_time).
+
+    The record is written first, so a duplicate delivered to another consumer at the same
+    moment blocks on it and then finds the committed outcome, never running the effect.
+    """
+    with db.write(engine) as conn:
+        if not _record(conn, event_id, order_id, None):
+            return _stored(_row(conn, event_id)), False
+        outcome = effect(conn)
+        _finish(conn, event_id, outcome)
+        return outcome, True
 
 
-def _lookup(engine: Engine, event_id: str) -> Outcome:
-    with db.read(engine) as conn:
-        row = conn.execute(
-            select(processed_events).where(processed_events.c.event_id == event_id)
-        ).one()
-    return _stored(row)
+def _finish(conn: Connection, event_id: str, outcome: Outcome) -> None:
+    conn.execute(
+        update(processed_events)
+        .where(processed_events.c.event_id == event_id)
+        .values(
+            status=outcome.status,
+            reason=outcome.reason,
+            data=json.dumps(outcome.data),
+            claimed_until=None,
+            processed_at=utcnow(),
+        )
+    )
 
 
 def claim(engine: Engine, event_id: str, order_id: str, lease_seconds: int) -> Outcome | None:
@@ -114,55 +143,34 @@ def claim(engine: Engine, event_id: str, order_id: str, lease_seconds: int) -> O
     """
     now = utcnow()
     until = now + timedelta(seconds=lease_seconds)
-    try:
-        with db.write(engine) as conn:
-            row = conn.execute(
-                select(processed_events).where(processed_events.c.event_id == event_id)
-            ).first()
-            if row is None:
-                conn.execute(
-                    insert(processed_events).values(
-                        event_id=event_id,
-                        order_id=order_id,
-                        status=IN_PROGRESS,
-                        data="{}",
-                        claimed_until=until,
-                        processed_at=now,
-                    )
-                )
-                return None
-            if row.status != IN_PROGRESS:
-                return _stored(row)
-            claimed_until = row.claimed_until.replace(tzinfo=now.tzinfo)
-            if claimed_until > now:
-                # Come back when the lease ends, not a whole lease later.
-                wait = math.ceil((claimed_until - now).total_seconds()) + 1
-                raise RetryLater("event is claimed by another consumer", delay=wait)
-            # The previous claimer died before recording an outcome: take over.
-            conn.execute(
-                update(processed_events)
-                .where(processed_events.c.event_id == event_id)
-                .values(claimed_until=until)
-            )
+    with db.write(engine) as conn:
+        if _record(conn, event_id, order_id, until):
             return None
-    except IntegrityError:
-        raise RetryLater("event was claimed concurrently", delay=1) from None
+        row = _row(conn, event_id)
+        if row.status != IN_PROGRESS:
+            return _stored(row)
+        if row.claimed_until is not None and _utc(row.claimed_until) > now:
+            # Come back when the lease ends, not a whole lease later.
+            wait = math.ceil((_utc(row.claimed_until) - now).total_seconds()) + 1
+            raise RetryLater("event is claimed by another consumer", delay=wait)
+        # The previous claimer died before recording an outcome: take over, unless another
+        # consumer took over in the meantime (then its update changed the lease first).
+        took = conn.execute(
+            update(processed_events)
+            .where(processed_events.c.event_id == event_id)
+            .where(processed_events.c.status == IN_PROGRESS)
+            .where(processed_events.c.claimed_until == row.claimed_until)
+            .values(claimed_until=until)
+        )
+        if took.rowcount != 1:
+            raise RetryLater("event was claimed concurrently", delay=1)
+        return None
 
 
 def complete(engine: Engine, event_id: str, outcome: Outcome) -> None:
     """Record the outcome of a claimed event."""
     with db.write(engine) as conn:
-        conn.execute(
-            update(processed_events)
-            .where(processed_events.c.event_id == event_id)
-            .values(
-                status=outcome.status,
-                reason=outcome.reason,
-                data=json.dumps(outcome.data),
-                claimed_until=None,
-                processed_at=utcnow(),
-            )
-        )
+        _finish(conn, event_id, outcome)
 
 
 def release(engine: Engine, event_id: str) -> None:

@@ -41,6 +41,9 @@ control_socket_disable = True
 # Refuse absurd headers before they reach Flask.
 limit_request_line = 8190
 limit_request_fields = 100
+# supervisorctl is the control interface; gunicorn's own control socket would sit in $HOME,
+# shared by every stack a user runs (and not writable in the container).
+control_socket_disable = True
 
 
 def post_fork(_server: object, _worker: object) -> None:

@@ -1,5 +1,10 @@
 """The outbox relay: publishes committed events to SNS in batches, retrying with backoff.
 
+Any number of relays may share one outbox (several web_worker instances on PostgreSQL):
+each claims its batch atomically (FOR UPDATE SKIP LOCKED; on SQLite the write lock) with a
+lease, so every event is published by one relay, and a dead relay's rows are taken over
+once its lease ends.
+
 It also publishes again the event of an order some service has not reported on long
 after publication: the broker may have lost the message (an emulator restarted without
 its state, a purged queue). The services are idempotent, so a second copy is harmless.
@@ -9,13 +14,16 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import socket
 import threading
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import Engine, func, or_, select, update
 
 from pubsub_supervisor import db, logs
 from pubsub_supervisor.events import utcnow
@@ -45,19 +53,27 @@ class OutboxRelay:
         topic_arns: Mapping[str, str],
         *,
         poll_interval: float = 0.1,
+        claim_seconds: int = 30,
         on_published: Callable[[int], None] | None = None,
         on_failed: Callable[[int], None] | None = None,
         republish_after: float = 0,
+        backlog: Callable[[], int] | None = None,
     ) -> None:
         self.engine = engine
         self.sns = sns
         self.topic_arns = dict(topic_arns)
         self.poll_interval = poll_interval
+        self.claim_seconds = claim_seconds
+        #: Written into the rows this relay claims (which host and process holds them).
+        self.name = f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.on_published = on_published
         self.on_failed = on_failed
         #: Seconds after publication an order may stay pending before its event is
         #: published again (0: never).
         self.republish_after = republish_after
+        #: Messages still waiting in the consumers' queues: while there are any, a
+        #: pending order may simply be queued behind them, so nothing is republished.
+        self.backlog = backlog
         self.republished = 0
         self._stopping = threading.Event()
         self._failures = 0
@@ -98,23 +114,41 @@ class OutboxRelay:
         if not self.republish_after or time.monotonic() < self._next_sweep:
             return
         self._next_sweep = time.monotonic() + max(1.0, self.republish_after / 4)
+        if self.backlog is not None:
+            try:
+                waiting = self.backlog()
+            except Exception as error:
+                log.warning("cannot read the queues' backlog", extra={"error": str(error)})
+                return
+            if waiting:
+                return
         self.republish_stale()
 
     def republish_stale(self) -> int:
         """Publish again the events of orders still pending `republish_after` seconds
         after their last publication; returns how many were published."""
-        cutoff = utcnow() - timedelta(seconds=self.republish_after)
+        now = utcnow()
+        cutoff = now - timedelta(seconds=self.republish_after)
         pending_orders = select(order_services.c.order_id).where(
             order_services.c.status == "pending"
         )
-        with db.read(self.engine) as conn:
-            rows = conn.execute(
-                select(outbox)
+        with db.write(self.engine) as conn:
+            stale = (
+                select(outbox.c.seq)
                 .where(outbox.c.published_at < cutoff)
                 .where(outbox.c.aggregate_id.in_(pending_orders))
                 .order_by(outbox.c.seq)
                 .limit(REPUBLISH_LIMIT)
-            ).all()
+                .with_for_update(skip_locked=True)
+            )
+            seqs = list(conn.execute(stale).scalars())
+            # Moving published_at on, in the same transaction, keeps the other relays'
+            # sweeps from sending the same events again.
+            if seqs:
+                conn.execute(update(outbox).where(outbox.c.seq.in_(seqs)).values(published_at=now))
+            rows = list(
+                conn.execute(select(outbox).where(outbox.c.seq.in_(seqs)).order_by(outbox.c.seq))
+            )
         if not rows:
             return 0
         log.warning(
@@ -132,17 +166,42 @@ class OutboxRelay:
         self.republished += published
         return published
 
+    def claim(self) -> list[Any]:
+        """Claim up to one batch of due rows nobody holds; returns them, oldest first."""
+        now = utcnow()
+        due = (
+            select(outbox.c.seq)
+            .where(outbox.c.published_at.is_(None))
+            .where(outbox.c.next_attempt_at <= now)
+            .where(or_(outbox.c.claimed_until.is_(None), outbox.c.claimed_until <= now))
+            .order_by(outbox.c.seq)
+        )
+        # An idle relay only reads: it takes no write lock (SQLite) and locks no rows.
+        with db.read(self.engine) as conn:
+            if conn.execute(due.limit(1)).first() is None:
+                return []
+        with db.write(self.engine) as conn:
+            # PostgreSQL: rows another relay is claiming right now are skipped, not waited
+            # for. SQLite has no row locks: its write lock serializes claims.
+            locked = due.limit(PUBLISH_BATCH).with_for_update(skip_locked=True)
+            seqs = list(conn.execute(locked).scalars())
+            if not seqs:
+                return []
+            conn.execute(
+                update(outbox)
+                .where(outbox.c.seq.in_(seqs))
+                .values(
+                    claimed_by=self.name,
+                    claimed_until=now + timedelta(seconds=self.claim_seconds),
+                )
+            )
+            return list(
+                conn.execute(select(outbox).where(outbox.c.seq.in_(seqs)).order_by(outbox.c.seq))
+            )
+
     def relay_once(self) -> int:
         """Publish up to one batch of due rows; returns how many were published."""
-        now = utcnow()
-        with db.read(self.engine) as conn:
-            rows = conn.execute(
-                select(outbox)
-                .where(outbox.c.published_at.is_(None))
-                .where(outbox.c.next_attempt_at <= now)
-                .order_by(outbox.c.seq)
-                .limit(PUBLISH_BATCH)
-            ).all()
+        rows = self.claim()
         if not rows:
             return 0
         by_topic: dict[str, list[Any]] = {}
@@ -180,7 +239,9 @@ class OutboxRelay:
         if ok:
             with db.write(self.engine) as conn:
                 conn.execute(
-                    update(outbox).where(outbox.c.seq.in_(ok)).values(published_at=utcnow())
+                    update(outbox)
+                    .where(outbox.c.seq.in_(ok))
+                    .values(published_at=utcnow(), claimed_until=None)
                 )
             self._failures = 0
             if self.on_published:
@@ -209,6 +270,7 @@ class OutboxRelay:
                             attempts=row.attempts + 1,
                             next_attempt_at=now + timedelta(seconds=delay),
                             last_error=errors[row.seq][:500],
+                            claimed_until=None,
                         )
                     )
 

@@ -193,9 +193,14 @@ def redrive() -> Response:
     spec = next((q for q in get_context().settings.topology.queues if q.dlq_name == name), None)
     if spec is None:
         abort(400, f"{name!r} is not a dead-letter queue of this stack.")
-    result = dlq.redrive(
-        pipeline.reader.sqs, spec, message_ids={message_id} if message_id else None
-    )
+    try:
+        result = dlq.redrive(
+            pipeline.reader.sqs, spec, message_ids={message_id} if message_id else None
+        )
+    except Exception as error:
+        # SQS unreachable, or a role without the redrive permissions: say which.
+        flash(f"Could not redrive from {name}: {error}", "warning")
+        return redirect(url_for("pages.dead_letters"), 303)
     if result.failed:
         flash(f"{result.failed} message(s) could not be moved; they stay in {name}.", "warning")
     elif message_id and not result.moved:

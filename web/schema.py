@@ -1,4 +1,8 @@
-"""Tables of the web's store: orders, their per-service status, the outbox, projections."""
+"""Tables of the web's store: orders, their per-service status, the outbox, projections.
+
+The DDL lives in the migrations (pubsub_supervisor/migrations/versions/web); a test checks
+that the migrated schema matches these definitions.
+"""
 
 from __future__ import annotations
 
@@ -63,6 +67,9 @@ outbox = Table(
     Column("next_attempt_at", DateTime(timezone=True), nullable=False),
     Column("published_at", DateTime(timezone=True)),
     Column("last_error", Text),
+    #: The relay holding the row, until when: another relay takes it over after that.
+    Column("claimed_by", String(64)),
+    Column("claimed_until", DateTime(timezone=True)),
     UniqueConstraint("event_id", name="uq_outbox_event_id"),
 )
 #: The relay's scan: unpublished rows in order of creation.

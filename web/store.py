@@ -20,10 +20,10 @@ from pubsub_supervisor.events import (
     new_id,
     utcnow,
 )
+from pubsub_supervisor.migrate import migrate
 from pubsub_supervisor.settings import SERVICE_NAMES
 from web.schema import (
     analytics_snapshot,
-    metadata,
     order_items,
     order_services,
     orders,
@@ -42,8 +42,8 @@ _FINAL = ("processed", "rejected")
 
 
 def create_schema(engine: Engine) -> None:
-    """Create missing tables."""
-    metadata.create_all(engine)
+    """Migrate the store to the newest schema."""
+    migrate(engine, "web")
 
 
 def place_order(
@@ -198,33 +198,35 @@ def apply_result(engine: Engine, result: ServiceResult) -> bool:
 
 
 def _apply_projections(conn: Connection, result: ServiceResult) -> None:
+    # Upserts: results of one order and of others arrive concurrently on several workers.
     stock = result.data.get("stock")
     if result.service == "inventory" and isinstance(stock, dict):
-        for sku, remaining in stock.items():
-            current = conn.execute(
-                select(product_stock.c.stock).where(product_stock.c.sku == sku)
-            ).scalar()
-            if current is None:
-                conn.execute(insert(product_stock).values(sku=sku, stock=int(remaining)))
-            elif int(remaining) < current:  # stock only goes down: ignore stale reports
-                conn.execute(
-                    update(product_stock)
-                    .where(product_stock.c.sku == sku)
-                    .values(stock=int(remaining))
+        for sku, remaining in sorted(stock.items()):
+            query = db.insert(conn, product_stock).values(sku=sku, stock=int(remaining))
+            conn.execute(
+                query.on_conflict_do_update(
+                    index_elements=[product_stock.c.sku],
+                    set_={"stock": query.excluded.stock},
+                    # Stock only goes down: ignore stale reports.
+                    where=query.excluded.stock < product_stock.c.stock,
                 )
+            )
     summary = result.data.get("summary")
     if result.service == "analytics" and isinstance(summary, dict):
-        count = int(summary.get("orders", 0))
-        current = conn.execute(
-            select(analytics_snapshot.c.orders).where(analytics_snapshot.c.id == 1)
-        ).scalar()
-        values = {"orders": count, "data": json.dumps(summary), "updated_at": utcnow()}
-        if current is None:
-            conn.execute(insert(analytics_snapshot).values(id=1, **values))
-        elif count >= current:  # keep the newest summary when results arrive out of order
-            conn.execute(
-                update(analytics_snapshot).where(analytics_snapshot.c.id == 1).values(**values)
+        values = {
+            "orders": int(summary.get("orders", 0)),
+            "data": json.dumps(summary),
+            "updated_at": utcnow(),
+        }
+        query = db.insert(conn, analytics_snapshot).values(id=1, **values)
+        conn.execute(
+            query.on_conflict_do_update(
+                index_elements=[analytics_snapshot.c.id],
+                set_=values,
+                # Keep the newest summary when results arrive out of order.
+                where=query.excluded.orders >= analytics_snapshot.c.orders,
             )
+        )
 
 
 def products(engine: Engine, catalog: dict[str, Product]) -> list[dict[str, Any]]:

@@ -11,6 +11,7 @@ import sys
 import threading
 from collections.abc import Callable
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from pubsub_supervisor import logs, metrics
 from pubsub_supervisor.aws import queue_url, until_reachable
@@ -22,6 +23,9 @@ from services.runtime import Consumer, ConsumerConfig, Message
 from web import store
 from web.context import WebContext
 from web.outbox import OutboxRelay
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs import SQSClient
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +45,21 @@ def result_handler(context: WebContext) -> Callable[[Message], None]:
     return handle
 
 
+def queue_backlog(sqs: SQSClient, urls: Callable[[], list[str]]) -> Callable[[], int]:
+    """Visible messages in the given queues (what consumers have not received yet)."""
+
+    def backlog() -> int:
+        total = 0
+        for url in urls():
+            attrs = sqs.get_queue_attributes(
+                QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"]
+            ).get("Attributes", {})
+            total += int(attrs.get("ApproximateNumberOfMessages", "0"))
+        return total
+
+    return backlog
+
+
 def main() -> int:
     """Run the relay and the results consumer until SIGTERM."""
     settings = Settings()
@@ -55,9 +74,14 @@ def main() -> int:
         context.aws.sns,
         topic_arns,
         poll_interval=settings.outbox_poll_interval,
+        claim_seconds=settings.outbox_claim_seconds,
         on_published=metrics.OUTBOX_PUBLISHED.labels(program=settings.program_name).inc,
         on_failed=metrics.OUTBOX_FAILURES.labels(program=settings.program_name).inc,
         republish_after=settings.outbox_republish_after,
+        backlog=queue_backlog(
+            context.aws.sqs,
+            lambda: [queue_url(context.aws, q.name) for q in settings.topology.queues],
+        ),
     )
     consumer = Consumer(
         context.aws.sqs,

@@ -14,19 +14,19 @@ from sqlalchemy import (
     String,
     Table,
     func,
-    insert,
     select,
-    update,
 )
 
 from pubsub_supervisor import db
 from pubsub_supervisor.aws import AwsClients
 from pubsub_supervisor.db import make_engine
 from pubsub_supervisor.events import OrderCreated, utcnow
+from pubsub_supervisor.migrate import migrate
 from pubsub_supervisor.settings import Settings
 from services import idempotency
 from services.idempotency import Outcome
 
+#: The DDL is in pubsub_supervisor/migrations/versions/analytics.
 metadata = MetaData()
 totals = Table(
     "totals",
@@ -54,11 +54,13 @@ SUMMARY_MINUTES = 60
 
 
 def _upsert_add(conn: Connection, table: Table, key: str, value: str, column: str, n: int) -> None:
-    result = conn.execute(
-        update(table).where(table.c[key] == value).values({column: table.c[column] + n})
+    # One statement: consumers in other processes may create the same row concurrently.
+    query = db.insert(conn, table).values({key: value, column: n})
+    conn.execute(
+        query.on_conflict_do_update(
+            index_elements=[table.c[key]], set_={column: table.c[column] + query.excluded[column]}
+        )
     )
-    if result.rowcount == 0:
-        conn.execute(insert(table).values({key: value, column: n}))
 
 
 class AnalyticsService:
@@ -66,8 +68,7 @@ class AnalyticsService:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        metadata.create_all(engine)
-        idempotency.create_schema(engine)
+        migrate(engine, "analytics")
 
     @classmethod
     def build(cls, settings: Settings, _clients: AwsClients) -> AnalyticsService:
@@ -83,21 +84,26 @@ class AnalyticsService:
 
     def _count(self, conn: Connection, event: OrderCreated) -> Outcome:
         units = sum(item.quantity for item in event.items)
-        changed = conn.execute(
-            update(totals)
-            .where(totals.c.id == 1)
-            .values(
-                orders=totals.c.orders + 1,
-                revenue_cents=totals.c.revenue_cents + event.total_cents,
-                units=totals.c.units + units,
+        # Rows are touched in one order (totals, SKUs sorted, minute), so concurrent
+        # transactions on PostgreSQL queue behind each other instead of deadlocking.
+        query = db.insert(conn, totals).values(
+            id=1, orders=1, revenue_cents=event.total_cents, units=units
+        )
+        conn.execute(
+            query.on_conflict_do_update(
+                index_elements=[totals.c.id],
+                set_={
+                    "orders": totals.c.orders + 1,
+                    "revenue_cents": totals.c.revenue_cents + event.total_cents,
+                    "units": totals.c.units + units,
+                },
             )
         )
-        if changed.rowcount == 0:
-            conn.execute(
-                insert(totals).values(id=1, orders=1, revenue_cents=event.total_cents, units=units)
-            )
+        by_sku: dict[str, int] = {}
         for item in event.items:
-            _upsert_add(conn, units_by_sku, "sku", item.sku, "units", item.quantity)
+            by_sku[item.sku] = by_sku.get(item.sku, 0) + item.quantity
+        for sku, quantity in sorted(by_sku.items()):
+            _upsert_add(conn, units_by_sku, "sku", sku, "units", quantity)
         minute = event.occurred_at.strftime("%Y-%m-%dT%H:%M")
         _upsert_add(conn, orders_per_minute, "minute", minute, "orders", 1)
         return Outcome("processed", data={"summary": summary(conn)})

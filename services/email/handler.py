@@ -11,6 +11,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from pubsub_supervisor.aws import AwsClients
 from pubsub_supervisor.db import make_engine
 from pubsub_supervisor.events import OrderCreated
+from pubsub_supervisor.migrate import migrate
 from pubsub_supervisor.settings import Settings
 from services import idempotency
 from services.idempotency import Outcome
@@ -53,7 +54,7 @@ class EmailService:
         self.ses = ses
         self.sender = sender
         self.lease_seconds = lease_seconds
-        idempotency.create_schema(engine)
+        migrate(engine, "email")
 
     @classmethod
     def build(cls, settings: Settings, clients: AwsClients) -> EmailService:

@@ -10,7 +10,6 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
-    insert,
     select,
     update,
 )
@@ -20,10 +19,12 @@ from pubsub_supervisor.aws import AwsClients
 from pubsub_supervisor.catalog import Product, load_catalog
 from pubsub_supervisor.db import make_engine
 from pubsub_supervisor.events import OrderCreated
+from pubsub_supervisor.migrate import migrate
 from pubsub_supervisor.settings import Settings
 from services import idempotency
 from services.idempotency import Outcome
 
+#: The DDL is in pubsub_supervisor/migrations/versions/inventory.
 metadata = MetaData()
 stock = Table(
     "stock",
@@ -39,8 +40,7 @@ class InventoryService:
 
     def __init__(self, engine: Engine, catalog: dict[str, Product]) -> None:
         self.engine = engine
-        metadata.create_all(engine)
-        idempotency.create_schema(engine)
+        migrate(engine, "inventory")
         self.seed(catalog)
 
     @classmethod
@@ -52,15 +52,12 @@ class InventoryService:
 
     def seed(self, catalog: dict[str, Product]) -> None:
         """Add catalog SKUs the store does not know yet (existing stock is kept)."""
+        rows = [{"sku": p.sku, "available": p.stock, "reserved": 0} for p in catalog.values()]
+        if not rows:
+            return
         with db.write(self.engine) as conn:
-            known = set(conn.execute(select(stock.c.sku)).scalars())
-            new = [
-                {"sku": p.sku, "available": p.stock, "reserved": 0}
-                for p in catalog.values()
-                if p.sku not in known
-            ]
-            if new:
-                conn.execute(insert(stock), new)
+            # Instances starting together seed at once: the first insert of a SKU wins.
+            conn.execute(db.insert(conn, stock).on_conflict_do_nothing(), rows)
 
     def levels(self) -> dict[str, int]:
         """Available stock by SKU."""
@@ -76,8 +73,17 @@ class InventoryService:
         return outcome
 
     def _reserve(self, conn: Connection, event: OrderCreated) -> Outcome:
-        wanted = {item.sku: item.quantity for item in event.items}
-        rows = conn.execute(select(stock.c.sku, stock.c.available).where(stock.c.sku.in_(wanted)))
+        wanted: dict[str, int] = {}
+        for item in event.items:
+            wanted[item.sku] = wanted.get(item.sku, 0) + item.quantity
+        # Lock the rows (PostgreSQL), always in SKU order so that two orders never wait on
+        # each other; the check and the update then see the same stock.
+        rows = conn.execute(
+            select(stock.c.sku, stock.c.available)
+            .where(stock.c.sku.in_(wanted))
+            .order_by(stock.c.sku)
+            .with_for_update()
+        )
         available = {sku: level for sku, level in rows.all()}
         shortages = [
             f"{sku}: requested {qty}, available {available.get(sku, 0)}"
@@ -90,7 +96,7 @@ class InventoryService:
                 reason="insufficient stock for " + "; ".join(shortages),
                 data={"stock": {sku: available.get(sku, 0) for sku in wanted}},
             )
-        for sku, qty in wanted.items():
+        for sku, qty in sorted(wanted.items()):
             conn.execute(
                 update(stock)
                 .where(stock.c.sku == sku)

@@ -23,7 +23,7 @@ from pubsub_supervisor.settings import Settings
 from tests.support.faultproxy import FaultProxy
 from tests.support.fixtures import settings_for, stack_environment, start_localstack
 from tests.support.orders import Figures, Ledger, dlq_depths
-from tests.support.stack import Api, SupervisedStack
+from tests.support.stack import Api, SupervisedStack, wait_for
 
 #: Topology of the fault stacks: failures come back and dead-letter in seconds.
 FAULT_TOPOLOGY = {"QUEUE_VISIBILITY_TIMEOUT": "5", "MAX_RECEIVE_COUNT": "3"}
@@ -53,6 +53,17 @@ class FaultStack:
         """Messages in every dead-letter queue."""
         names = [spec.dlq_name for spec in self.settings.topology.queues]
         return sum(dlq_depths(self.clients.sqs, names).values())
+
+    def wait_idle(self, timeout: float = 60) -> None:
+        """Wait until no queue holds a message (the previous test's traffic is over), so a
+        test's figures are its own."""
+        names = [spec.name for spec in self.settings.topology.queues]
+        wait_for(
+            lambda: not any(dlq_depths(self.clients.sqs, names).values()),
+            timeout,
+            "every queue to be empty",
+            interval=0.5,
+        )
 
 
 @contextlib.contextmanager

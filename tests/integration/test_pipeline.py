@@ -1,4 +1,4 @@
-"""The whole pipeline on a real emulator and a real supervisord tree."""
+"""The whole pipeline on a real emulator and a real supervisord tree, on each store."""
 
 from __future__ import annotations
 
@@ -16,7 +16,11 @@ from pubsub_supervisor.settings import Settings
 from tests.support.emulators import Emulator
 from tests.support.stack import ROOT, Api, SupervisedStack, wait_for
 
-pytestmark = pytest.mark.integration
+pytestmark = [
+    pytest.mark.integration,
+    # Every test runs against a stack on SQLite files, then one on PostgreSQL.
+    pytest.mark.parametrize("store_kind", ["sqlite", "postgres"], indirect=True, scope="session"),
+]
 
 
 def email() -> str:

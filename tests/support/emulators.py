@@ -1,7 +1,8 @@
 """The emulators the integration suite runs against, behind one interface.
 
-`native` is LocalStack from .venv-localstack, provisioned by its own ready.d hook. `moto`
-is moto's server mode from the app's virtualenv, `ministack` MiniStack from
+`native` is LocalStack from .venv-localstack, provisioned by its own ready.d hook;
+`testcontainers` is LocalStack in a container (LOCALSTACK_IMAGE), with the same hook copied
+in. `moto` is moto's server mode from the app's virtualenv, `ministack` MiniStack from
 .venv-ministack. Those two run no init hooks from the project, so the fixture provisions
 them with `apply_topology`, exactly as `pubsub provision` does against AWS.
 """
@@ -17,17 +18,21 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from pubsub_supervisor.aws import arns_for, make_clients
 from pubsub_supervisor.emulator import NativeLocalStack, free_port
 from pubsub_supervisor.settings import Settings
 from pubsub_supervisor.topology import apply_topology
+from tests.support.docker import LOCALSTACK_IMAGES, local_image
+
+if TYPE_CHECKING:
+    from testcontainers.community.localstack import LocalStackContainer
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVICES = ("sns", "sqs", "ses", "sts")
 #: Values of TEST_EMULATOR.
-KINDS = ("native", "moto", "ministack")
+KINDS = ("native", "testcontainers", "moto", "ministack")
 MOTO_SERVER = ROOT / ".venv" / "bin" / "moto_server"
 MINISTACK = ROOT / ".venv-ministack" / "bin" / "ministack"
 
@@ -70,6 +75,21 @@ def _get_json(url: str) -> Any:
         return json.load(response)
 
 
+def _localstack_sent_emails(endpoint_url: str, to: str) -> list[SentEmail]:
+    """Messages LocalStack's SES accepted for one recipient (its inspection endpoint)."""
+    messages = _get_json(f"{endpoint_url}/_aws/ses")["messages"]
+    return [
+        SentEmail(
+            to=tuple(m["Destination"]["ToAddresses"]),
+            subject=m["Subject"],
+            text=m["Body"].get("text_part"),
+            html=m["Body"].get("html_part"),
+        )
+        for m in messages
+        if to in m["Destination"]["ToAddresses"]
+    ]
+
+
 class LocalStackEmulator:
     """Native LocalStack; its ready.d hook applies the topology."""
 
@@ -94,21 +114,116 @@ class LocalStackEmulator:
 
     def sent_emails(self, to: str) -> list[SentEmail]:
         """Messages from LocalStack's SES inspection endpoint."""
-        messages = _get_json(f"{self.endpoint_url}/_aws/ses")["messages"]
-        return [
-            SentEmail(
-                to=tuple(m["Destination"]["ToAddresses"]),
-                subject=m["Subject"],
-                text=m["Body"].get("text_part"),
-                html=m["Body"].get("html_part"),
-            )
-            for m in messages
-            if to in m["Destination"]["ToAddresses"]
-        ]
+        return _localstack_sent_emails(self.endpoint_url, to)
 
     def stop(self) -> None:
         """Stop LocalStack and everything it spawned."""
         self.localstack.stop()
+
+
+#: Where the init hook looks for the package (its default PUBSUB_SOURCE).
+HOOK_SOURCE = "/opt/pubsub-supervisor"
+#: testcontainers settings for this kind of machine: no reaper image to pull, and clients
+#: reach published ports on 127.0.0.1 (it would hand out the bridge gateway otherwise).
+TESTCONTAINERS_ENV = {
+    "TESTCONTAINERS_RYUK_DISABLED": "true",
+    "TESTCONTAINERS_CONNECTION_MODE": "docker_host",
+    "TESTCONTAINERS_HOST_OVERRIDE": "127.0.0.1",
+}
+
+
+class ContainerLocalStack:
+    """LocalStack in a container (testcontainers), with the project's init hooks copied in."""
+
+    kind = "testcontainers"
+    dropped_attributes: frozenset[str] = frozenset()
+
+    def __init__(self, image: str, prefix: str, region: str = "us-east-1") -> None:
+        self.image = image
+        self.env = {"RESOURCE_PREFIX": prefix}
+        self.region = region
+        self.port = free_port()
+        self._container: LocalStackContainer | None = None
+
+    @property
+    def endpoint_url(self) -> str:
+        """The published gateway, on 127.0.0.1 only."""
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 120) -> None:
+        """Create the container, copy the hooks and the package in, wait for the hooks."""
+        for key, value in TESTCONTAINERS_ENV.items():
+            os.environ.setdefault(key, value)
+        # Imported here: testcontainers reads the variables above when it is imported.
+        from testcontainers.community.localstack import LocalStackContainer
+
+        container = LocalStackContainer(image=self.image, region_name=self.region)
+        container.with_services(*SERVICES)
+        # Published on 127.0.0.1 only (the default is every interface). docker-py takes an
+        # (address, port) pair here, which testcontainers' annotation does not spell out.
+        cast(dict[str, Any], container.ports)["4566"] = ("127.0.0.1", self.port)
+        container.with_env("LOCALSTACK_HOST", f"127.0.0.1:{self.port}")
+        container.with_env("SQS_ENDPOINT_STRATEGY", "path")
+        for key, value in self.env.items():
+            container.with_env(key, value)
+        for source, target, mode in self._files():
+            container.with_copy_into_container(source, target, mode)
+        self._container = container
+        try:
+            container.start(timeout=timeout)
+            self._wait_hooks(time.monotonic() + timeout)
+        except BaseException:
+            self.stop()
+            raise
+
+    @staticmethod
+    def _files() -> list[tuple[Path, str, int]]:
+        """Init hooks (executable, as LocalStack runs .sh hooks directly) and the package."""
+        files: list[tuple[Path, str, int]] = []
+        init = ROOT / "localstack" / "init"
+        for path in sorted(init.rglob("*")):
+            if path.is_file():
+                mode = 0o755 if path.suffix == ".sh" else 0o644
+                files.append((path, f"/etc/localstack/init/{path.relative_to(init)}", mode))
+        for path in sorted((ROOT / "pubsub_supervisor").rglob("*")):
+            if path.is_file() and "__pycache__" not in path.parts:
+                files.append((path, f"{HOOK_SOURCE}/{path.relative_to(ROOT)}", 0o644))
+        return files
+
+    def _wait_hooks(self, deadline: float) -> None:
+        """Wait until /_localstack/init/ready says completed, failing on a hook in ERROR."""
+        last: Any = None
+        while time.monotonic() < deadline:
+            try:
+                last = _get_json(f"{self.endpoint_url}/_localstack/init/ready")
+            except (OSError, ValueError):
+                last = None
+            if isinstance(last, dict) and last.get("completed") is True:
+                scripts = last.get("scripts", [])
+                failed = [s.get("name") for s in scripts if s.get("state") == "ERROR"]
+                if failed:
+                    raise RuntimeError(f"init hook(s) failed: {failed}\n{self.logs()}")
+                return
+            time.sleep(0.5)
+        raise TimeoutError(f"LocalStack init hooks did not complete (last: {last})\n{self.logs()}")
+
+    def logs(self, lines: int = 60) -> str:
+        """The end of the container's output."""
+        if self._container is None:
+            return ""
+        out, err = self._container.get_logs()
+        text = (out + err).decode(errors="replace")
+        return "\n".join(text.splitlines()[-lines:])
+
+    def sent_emails(self, to: str) -> list[SentEmail]:
+        """Messages from LocalStack's SES inspection endpoint."""
+        return _localstack_sent_emails(self.endpoint_url, to)
+
+    def stop(self) -> None:
+        """Remove the container and its volumes."""
+        container, self._container = self._container, None
+        if container is not None:
+            container.stop()
 
 
 class ServerEmulator:
@@ -265,6 +380,10 @@ def start_emulator(kind: str, state_dir: Path, prefix: str) -> Emulator:
     """Start the emulator TEST_EMULATOR names, with the topology applied."""
     if kind == "native":
         return LocalStackEmulator(state_dir, prefix)
+    if kind == "testcontainers":
+        container = ContainerLocalStack(local_image("LOCALSTACK_IMAGE", LOCALSTACK_IMAGES), prefix)
+        container.start()
+        return container
     if kind == "moto":
         return MotoEmulator(state_dir, prefix)
     if kind == "ministack":

@@ -3,8 +3,13 @@ tests/conftest.py), and the factories behind them for tests that need their own.
 
 Session layers: emulator -> stack_env -> stack -> api. Each starts once per session. The
 emulator is chosen by one switch, TEST_EMULATOR (default `native`: LocalStack from
-.venv-localstack). Tests that stop the emulator or kill programs build their own with
-`start_emulator` and `stack_environment`, so the shared ones stay undisturbed.
+.venv-localstack; tests/support/emulators.py has the others). Tests that stop the emulator
+or kill programs build their own with `start_localstack` and `stack_environment`, so the
+shared ones stay undisturbed.
+
+The session stack's store is SQLite unless a module parametrizes `store_kind`
+(test_pipeline runs on both): its PostgreSQL stack gets a fresh database and its own
+resource prefix, so nothing a previous stack left in the queues reaches it.
 """
 
 from __future__ import annotations
@@ -18,7 +23,8 @@ import pytest
 from pubsub_supervisor.emulator import NativeLocalStack, free_port
 from pubsub_supervisor.settings import Settings
 from tests.support.emulators import KINDS, Emulator, start_emulator
-from tests.support.stack import ROOT, Api, SupervisedStack
+from tests.support.postgres import fresh_database
+from tests.support.stack import ROOT, Api, SupervisedStack, provision
 
 CALL_RECORDER = Path(__file__).resolve().parent / "callrecorder"
 
@@ -58,6 +64,8 @@ def stack_environment(endpoint_url: str, data_dir: Path, **overrides: str) -> di
         "RESOURCE_PREFIX": PREFIX,
         "WEB_PORT": str(free_port()),
         "DATA_DIR": str(data_dir),
+        # SQLite files in DATA_DIR unless a test passes a PostgreSQL URL.
+        "DATABASE_URL": "",
         "LOG_LEVEL": "INFO",
         **overrides,
     }
@@ -96,21 +104,44 @@ def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
 
 
 @pytest.fixture(scope="session")
-def aws_call_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def store_kind(request: pytest.FixtureRequest) -> str:
+    """The session stack's store: `sqlite`, or what a module parametrizes (`postgres`)."""
+    kind: str = getattr(request, "param", "sqlite")
+    if kind not in ("sqlite", "postgres"):
+        pytest.fail(f"unknown store_kind {kind!r}")
+    if kind == "postgres" and os.environ.get("TEST_EMULATOR", "native") != "native":
+        pytest.skip("the PostgreSQL variant runs in the native tier")
+    return kind
+
+
+@pytest.fixture(scope="session")
+def aws_call_log(tmp_path_factory: pytest.TempPathFactory, store_kind: str) -> Path:
     """JSON lines: every AWS call the session stack's programs make (see callrecorder)."""
-    return tmp_path_factory.mktemp("calls") / "aws-calls.jsonl"
+    return tmp_path_factory.mktemp(f"calls-{store_kind}") / "aws-calls.jsonl"
 
 
 @pytest.fixture(scope="session")
 def stack_env(
-    emulator: Emulator, aws_call_log: Path, tmp_path_factory: pytest.TempPathFactory
-) -> dict[str, str]:
+    emulator: Emulator,
+    aws_call_log: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+    store_kind: str,
+    request: pytest.FixtureRequest,
+) -> Iterator[dict[str, str]]:
     """Environment of the session stack's programs."""
-    return stack_environment(
+    env = stack_environment(
         emulator.endpoint_url,
         tmp_path_factory.mktemp("data"),
         PUBSUB_TEST_AWS_CALL_LOG=str(aws_call_log),
     )
+    if store_kind == "sqlite":
+        yield env
+        return
+    server: str = request.getfixturevalue("postgres_server")
+    with fresh_database(server) as url:
+        env.update(DATABASE_URL=url, RESOURCE_PREFIX=f"{PREFIX}-pg")
+        provision(env)
+        yield env
 
 
 @pytest.fixture(scope="session")

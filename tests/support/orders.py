@@ -126,7 +126,7 @@ class Order:
     services: dict[str, str]
 
 
-def _read(path: Path, query: str, *args: object) -> list[Any]:
+def read_store(path: Path, query: str, *args: object) -> list[Any]:
     """Run a query on a program's SQLite store, read-only (the program keeps writing)."""
     if not path.exists():
         return []
@@ -149,28 +149,30 @@ class Ledger:
 
     def reserved(self) -> int:
         """Units of the test SKU the inventory store has reserved."""
-        rows = _read(
+        rows = read_store(
             self.data_dir / "inventory.sqlite3", "SELECT reserved FROM stock WHERE sku=?", SKU
         )
         return int(rows[0][0]) if rows else 0
 
     def counted(self) -> int:
         """Orders the analytics store has counted."""
-        rows = _read(self.data_dir / "analytics.sqlite3", "SELECT orders FROM totals WHERE id=1")
+        rows = read_store(
+            self.data_dir / "analytics.sqlite3", "SELECT orders FROM totals WHERE id=1"
+        )
         return int(rows[0][0]) if rows else 0
 
     def orders(self, tag: str) -> list[Order]:
         """Every order of a stream the web stored (accepted or not: a POST whose answer
         was lost may still have been stored)."""
         web = self.data_dir / "web.sqlite3"
-        rows = _read(
+        rows = read_store(
             web,
             "SELECT o.id, o.customer_email, SUM(i.quantity) FROM orders o "
             "JOIN order_items i ON i.order_id = o.id WHERE o.customer_email LIKE ? GROUP BY o.id",
             f"%@{tag}.faults.example.com",
         )
         statuses: dict[str, dict[str, str]] = {}
-        for order_id, service, status in _read(
+        for order_id, service, status in read_store(
             web,
             "SELECT s.order_id, s.service, s.status FROM order_services s JOIN orders o "
             "ON o.id = s.order_id WHERE o.customer_email LIKE ?",
@@ -222,15 +224,18 @@ class Ledger:
             o.quantity for o in orders if o.services.get("inventory") == "processed"
         )
         counted_expected = sum(1 for o in orders if o.services.get("analytics") == "processed")
+        repeats = {
+            "emails": sum(n - 1 for n in emails.values() if n > 1),
+            "units": max(0, reserved - expected_units),
+            "counts": max(0, counted - counted_expected),
+        }
         figures = Figures(
             test=test,
             sent=len(accepted),
             processed=len(processed),
             # Accepted but never stored, or stored and not processed by every service.
             lost=len(set(accepted) - stored) + len(orders) - len(processed),
-            duplicated=sum(n - 1 for n in emails.values() if n > 1)
-            + max(0, reserved - expected_units)
-            + max(0, counted - counted_expected),
+            duplicated=sum(repeats.values()),
             dead_lettered=dead_lettered,
         )
         figures.notes = {
@@ -238,6 +243,7 @@ class Ledger:
             "without_email": sum(1 for n in emails.values() if n == 0),
             "units_reserved": f"{reserved}/{expected_units}",
             "orders_counted": f"{counted}/{counted_expected}",
+            "repeated": repeats,
         }
         return figures
 

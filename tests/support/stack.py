@@ -32,6 +32,21 @@ def wait_for[T](
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})")
 
 
+def provision(env: Mapping[str, str]) -> str:
+    """Apply the topology that `env` names (`pubsub provision`); returns its output."""
+    result = subprocess.run(
+        [str(VENV / "bin" / "pubsub"), "provision"],
+        env={**os.environ, **env, "ENV_FILE": ""},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise AssertionError(f"pubsub provision failed: {result.stderr}")
+    return result.stdout
+
+
 class SupervisedStack:
     """supervisord with every program, configured through its environment."""
 

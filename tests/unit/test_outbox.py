@@ -95,3 +95,27 @@ def test_pending_orders_are_republished_after_the_delay(
     # Published again just now: not again until another delay has passed.
     assert relay.republish_stale() == 0
     assert relay.relay_once() == 0
+
+
+def test_nothing_is_republished_while_the_queues_have_a_backlog(
+    engine: Engine, settings: Settings, aws: dict[str, Any]
+) -> None:
+    waiting = [5]
+    relay = OutboxRelay(
+        engine,
+        aws["sns"],
+        {store.ORDER_EVENTS: aws["topic"]},
+        republish_after=60,
+        backlog=lambda: waiting[0],
+    )
+    place(engine, settings)
+    assert relay.relay_once() == 1
+    age_publications(engine, 61)
+    # Orders may just be queued behind others: wait for the consumers to catch up.
+    relay._next_sweep = 0
+    relay._maybe_sweep()
+    assert relay.republished == 0
+    waiting[0] = 0
+    relay._next_sweep = 0
+    relay._maybe_sweep()
+    assert relay.republished == 1

@@ -1,0 +1,106 @@
+"""Invariants of supervisord.conf, the one configuration of the container and `make dev`."""
+
+from __future__ import annotations
+
+import configparser
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+
+#: Seconds docker needs beyond supervisord's own stop (tini, the exit, the log flush).
+STOP_MARGIN = 5
+
+
+def load_conf() -> configparser.RawConfigParser:
+    # Raw: the %(ENV_...)s references are supervisord's to expand, not configparser's.
+    parser = configparser.RawConfigParser(inline_comment_prefixes=(" ;",))
+    parser.read(ROOT / "supervisord.conf")
+    return parser
+
+
+CONF = load_conf()
+PROGRAMS = [s.removeprefix("program:") for s in CONF.sections() if s.startswith("program:")]
+LISTENERS = [s for s in CONF.sections() if s.startswith("eventlistener:")]
+
+
+def compose_app() -> dict[str, object]:
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    app: dict[str, object] = compose["services"]["app"]
+    return app
+
+
+def seconds(duration: str) -> int:
+    """Compose durations as used here: `90s`, `1m30s`."""
+    match = re.fullmatch(r"(?:(\d+)m)?(?:(\d+)s)?", duration)
+    assert duration, "empty duration"
+    assert match, f"unsupported duration {duration!r}"
+    return int(match[1] or 0) * 60 + int(match[2] or 0)
+
+
+def test_the_five_programs_are_there() -> None:
+    assert sorted(PROGRAMS) == sorted(
+        ["web", "web_worker", "email_service", "inventory_service", "analytics_service"]
+    )
+
+
+@pytest.mark.parametrize("program", PROGRAMS)
+def test_every_program_restarts_and_stops_as_a_group(program: str) -> None:
+    section = CONF[f"program:{program}"]
+    assert section["autorestart"] == "true"
+    assert int(section["startretries"]) >= 3
+    # A bad setting must fail within startsecs to count as a failed start (see the header).
+    assert int(section["startsecs"]) >= 5
+    assert section["stopsignal"] == "TERM"
+    assert section["stopasgroup"] == "true"
+    assert section["killasgroup"] == "true"
+    assert int(section["stopwaitsecs"]) > 0
+
+
+@pytest.mark.parametrize("program", PROGRAMS)
+def test_every_program_logs_both_ways(program: str) -> None:
+    section = CONF[f"program:{program}"]
+    # Its own file for `supervisorctl tail`, and events for the log_forwarder (the console).
+    assert section["stdout_logfile"].endswith("/%(program_name)s.log")
+    assert section["redirect_stderr"] == "true"
+    assert section["stdout_events_enabled"] == "true"
+    assert "PROGRAM_NAME=" in section["environment"]
+
+
+def test_listeners_forward_logs_and_stop_on_fatal() -> None:
+    forwarder = CONF["eventlistener:log_forwarder"]
+    assert forwarder["events"] == "PROCESS_LOG"
+    assert forwarder["command"].endswith("-m pubsub_supervisor.supervision.log_forwarder")
+    fatal = CONF["eventlistener:fatal_exit"]
+    assert fatal["events"] == "PROCESS_STATE_FATAL"
+    assert fatal["command"].endswith("-m pubsub_supervisor.supervision.fatal_listener")
+    for name in LISTENERS:
+        # Listeners start before the programs and stop after them.
+        assert int(CONF[name]["priority"]) < min(
+            int(CONF[f"program:{p}"]["priority"]) for p in PROGRAMS
+        )
+
+
+def test_the_sum_of_stop_waits_fits_compose_grace_period() -> None:
+    # supervisord stops one program after the other, so the worst case is the sum.
+    stopped = [f"program:{p}" for p in PROGRAMS] + LISTENERS
+    total = sum(int(CONF[s].get("stopwaitsecs", "10")) for s in stopped)
+    grace = seconds(str(compose_app()["stop_grace_period"]))
+    assert total <= grace - STOP_MARGIN, (
+        f"stopwaitsecs add up to {total} s; docker-compose.yml gives {grace} s: raise "
+        f"stop_grace_period to at least {total + STOP_MARGIN}s or shorten a stopwaitsecs"
+    )
+
+
+def test_control_socket_is_private_and_there_is_no_tcp_port() -> None:
+    assert CONF["unix_http_server"]["chmod"] == "0700"
+    assert not CONF.has_section("inet_http_server")
+    assert CONF["supervisorctl"]["serverurl"].startswith("unix://")
+
+
+def test_supervisord_stays_in_the_foreground() -> None:
+    # The container's tini runs it as its child; the container lives as long as it does.
+    assert CONF["supervisord"]["nodaemon"] == "true"
