@@ -2,6 +2,7 @@
 
 Usage: python -m bench [all|drain|e2e|footprint] [--quick] [--out DIR] [--only NAMES]
                        [--messages N] [--repeat R] [--timeout S] [--endpoint URL]
+       python -m bench report [--from FILE] [--out DIR]   (tables and plots again)
 """
 
 from __future__ import annotations
@@ -31,13 +32,16 @@ from bench.contenders.specs import CONTENDERS, select
 from bench.drain import (
     FULL_MESSAGES,
     FULL_TIMEOUT_S,
+    HANDLERS,
     QUICK_MESSAGES,
     QUICK_TIMEOUT_S,
     DrainOutcome,
     run_drain,
 )
-from bench.report import plot, write_json
+from bench.harness import RunResult
+from bench.report import build_rows, plot, write_json
 from bench.stack import running_stack
+from bench.stats import Latency
 from pubsub_supervisor.emulator import STACK_SERVICES, NativeLocalStack, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -66,7 +70,17 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     """The command line."""
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument(
-        "part", nargs="?", default="all", choices=("all", *PARTS), help="what to run (all)"
+        "part",
+        nargs="?",
+        default="all",
+        choices=("all", *PARTS, "report"),
+        help="what to run (all); report: print and draw a results file again",
+    )
+    parser.add_argument(
+        "--from",
+        dest="source",
+        type=Path,
+        help="report: the results file (default: OUT/latest.json)",
     )
     parser.add_argument("--quick", action="store_true", help="small counts, short windows")
     parser.add_argument(
@@ -231,8 +245,8 @@ def figures(run: Run) -> targets.Figures:
     return targets.Figures(**values)
 
 
-def report(run: Run, meta: dict[str, Any], out: Path) -> None:
-    """Print the tables, write the JSON and draw the plots."""
+def report(run: Run, meta: dict[str, Any], out: Path, *, save: bool = True) -> None:
+    """Print the tables, draw the plots, and write the JSON (when `save`) and summary.md."""
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     load = ", ".join(f"{v:.1f}" for v in run.load_avg)
     say(
@@ -311,14 +325,56 @@ def report(run: Run, meta: dict[str, Any], out: Path) -> None:
             for t in verdicts
         ],
     }
-    write_json(out / f"{stamp}.json", document)
-    write_json(out / "latest.json", document)
-    say(f"\nwrote {out / f'{stamp}.json'}, latest.json and the plots in {out}")
+    if save:
+        write_json(out / f"{stamp}.json", document)
+        write_json(out / "latest.json", document)
+    (out / "summary.md").write_text(markdown_report(run, meta, verdicts))
+    say(f"\nwrote {out / f'{stamp}.json'}, latest.json, summary.md and the plots in {out}")
+
+
+def markdown_report(run: Run, meta: dict[str, Any], verdicts: list[targets.Target]) -> str:
+    """The same tables in Markdown, to paste into the README."""
+    load = ", ".join(f"{v:.1f}" for v in run.load_avg)
+    parts = [
+        f"{meta['cpus']} CPUs, {meta['memory_gb']} GB, Python {meta['python']}, LocalStack "
+        f"{meta['emulator']['version']} (native); load average as the parts began: {load}"
+    ]
+    if run.drain:
+        parts.append(summary.drain_markdown(run.drain.rows, run.drain.handlers))
+    ceiling = fanout.ceiling(run.fanout)
+    if run.steps:
+        parts.append(summary.markdown(summary.E2E_HEAD, summary.e2e_rows(run.steps)))
+        parts.append(summary.e2e_notes(run.fanout).replace("\n", "  \n"))
+    if run.posts or run.relay:
+        rows = summary.publisher_rows(run.posts, run.relay, ceiling)
+        parts.append(summary.markdown(summary.PUBLISHER_HEAD, rows))
+    if run.idle:
+        rows = summary.footprint_rows(run.idle, run.load)
+        parts.append(summary.markdown(summary.FOOTPRINT_HEAD, rows))
+        parts.append(
+            summary.footprint_notes(run.idle, run.relay_cost, run.dev).replace("\n", "  \n")
+        )
+    target_rows = [
+        [
+            t.name,
+            "-" if t.value is None else f"{t.value:.2f} {t.unit}".strip(),
+            f"{t.op} {t.bound:g} {t.unit}".strip(),
+            {True: "yes", False: "**no**", None: "not measured"}[t.met],
+        ]
+        for t in verdicts
+    ]
+    parts.append(summary.markdown(("target", "measured", "bound", "met"), target_rows))
+    return "\n\n".join(parts) + "\n"
 
 
 def main(argv: list[str]) -> int:
     """Run the chosen parts and report them."""
     args = parse_args(argv)
+    if args.part == "report":
+        source = args.source or args.out / "latest.json"
+        run, meta = load(json.loads(source.read_text()))
+        report(run, meta, args.out, save=False)
+        return 0
     parts = set(PARTS) if args.part == "all" else {args.part}
     plan = QUICK if args.quick else FULL
     try:
@@ -362,6 +418,53 @@ def main(argv: list[str]) -> int:
         shutil.rmtree(workdir, ignore_errors=True)
     report(run, meta, args.out)
     return 1 if failures(run) else 0
+
+
+def _latency(value: dict[str, Any] | None) -> Latency | None:
+    return Latency(**value) if value else None
+
+
+def load(document: dict[str, Any]) -> tuple[Run, dict[str, Any]]:
+    """A Run back from its results file."""
+    run = Run(load_avg=document["meta"].get("load_avg_by_part", []))
+    drain = document.get("drain")
+    if drain:
+        results = [RunResult(**r) for r in drain["runs"]]
+        rows = build_rows(results, [name for name, _ in HANDLERS])
+        run.drain = DrainOutcome(
+            drain["messages"], drain["timeout_s"], drain["repeat"], results, rows
+        )
+    latencies = ("e2e", "order_done", "publish_lag", "post")
+    for raw in document["e2e"]["steps"]:
+        step = e2e.StepResult(
+            **{k: v for k, v in raw.items() if k not in (*latencies, "per_service")}
+        )
+        for name in latencies:
+            setattr(step, name, _latency(raw[name]))
+        step.per_service = {k: _latency(v) for k, v in raw["per_service"].items()}
+        run.steps.append(step)
+    run.fanout = [fanout.FanoutResult(**f) for f in document["e2e"]["fanout"]]
+    pub = document["publisher"]
+    run.posts = [
+        publisher.PostResult(**{**p, "latency": _latency(p["latency"])}) for p in pub["posts"]
+    ]
+    run.relay = publisher.RelayResult(**pub["relay"]) if pub["relay"] else None
+    fp = document["footprint"]
+
+    def footprint_of(raw: dict[str, Any] | None) -> footprint.Footprint | None:
+        if not raw:
+            return None
+        processes = [footprint.ProcessFootprint(**p) for p in raw["processes"]]
+        return footprint.Footprint(raw["phase"], raw["seconds"], processes)
+
+    run.idle, run.load, run.idle_after = (
+        footprint_of(fp["idle"]),
+        footprint_of(fp["load"]),
+        footprint_of(fp["idle_after"]),
+    )
+    run.relay_cost = fp["relay_poll"]
+    run.dev = footprint.DevStartup(**fp["dev_startup"]) if fp["dev_startup"] else None
+    return run, document["meta"]
 
 
 def failures(run: Run) -> list[str]:

@@ -10,6 +10,7 @@ from bench.e2e import StepResult
 from bench.fanout import FanoutResult
 from bench.footprint import DevStartup, Footprint
 from bench.publisher import PostResult, RelayResult
+from bench.report import Row, fmt_rate, fmt_ratio
 from bench.stats import Latency
 
 
@@ -35,6 +36,25 @@ def markdown(head: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     out = ["| " + " | ".join(head) + " |", "|" + "|".join(" --- " for _ in head) + "|"]
     out += ["| " + " | ".join(r) + " |" for r in rows]
     return "\n".join(out)
+
+
+def drain_markdown(rows: Sequence[Row], handlers: Sequence[str]) -> str:
+    """The drain table in Markdown: rate and both ratios per handler."""
+    head = ["contender", "setting"]
+    for handler in handlers:
+        head += [f"{handler} msg/s", "vs runtime", "vs raw"]
+    body = []
+    for row in rows:
+        line = [row.contender, row.setting]
+        for handler in handlers:
+            cell = row.cells.get(handler)
+            line += [
+                fmt_rate(cell),
+                fmt_ratio(cell.vs_reference if cell else None),
+                fmt_ratio(cell.vs_raw if cell else None),
+            ]
+        body.append(line)
+    return markdown(head, body)
 
 
 def ms(latency: Latency | None, attr: str) -> str:
