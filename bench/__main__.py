@@ -171,6 +171,20 @@ class Run:
     relay_cost: dict[str, float] | None = None
     dev: footprint.DevStartup | None = None
     load_avg: list[float] = field(default_factory=list)
+    #: Parts that ended with an error (what was measured before it is still reported).
+    errors: list[str] = field(default_factory=list)
+
+    @contextlib.contextmanager
+    def part(self, name: str, emulator_pid: int | None = None) -> Iterator[None]:
+        """Run one part; an error ends that part only, and is reported as a failure."""
+        try:
+            yield
+        except Exception as exc:
+            error = f"{name}: {type(exc).__name__}: {exc}"
+            if emulator_pid is not None and not psutil.pid_exists(emulator_pid):
+                error += " (the emulator is gone: it exited or was killed during the run)"
+            say(f"FAILED {error}")
+            self.errors.append(error)
 
     def note_load(self) -> None:
         """Keep the 1-minute load average as each part starts."""
@@ -393,24 +407,28 @@ def main(argv: list[str]) -> int:
             if "drain" in parts:
                 say("consumer drain")
                 run.note_load()
-                run.drain = run_drain(
-                    specs,
-                    endpoint=endpoint,
-                    emulator_pid=emulator_pid,
-                    workdir=workdir / "runs",
-                    logdir=args.out / "logs",
-                    messages=args.messages or (QUICK_MESSAGES if args.quick else FULL_MESSAGES),
-                    timeout_s=args.timeout or (QUICK_TIMEOUT_S if args.quick else FULL_TIMEOUT_S),
-                    repeat=args.repeat,
-                    say=say,
-                )
+                with run.part("drain", emulator_pid):
+                    run.drain = run_drain(
+                        specs,
+                        endpoint=endpoint,
+                        emulator_pid=emulator_pid,
+                        workdir=workdir / "runs",
+                        logdir=args.out / "logs",
+                        messages=args.messages or (QUICK_MESSAGES if args.quick else FULL_MESSAGES),
+                        timeout_s=args.timeout
+                        or (QUICK_TIMEOUT_S if args.quick else FULL_TIMEOUT_S),
+                        repeat=args.repeat,
+                        say=say,
+                    )
             if parts & {"e2e", "footprint"}:
-                run_stack_parts(run, parts, plan, endpoint, emulator_pid, workdir)
+                with run.part("stack", emulator_pid):
+                    run_stack_parts(run, parts, plan, endpoint, emulator_pid, workdir)
         if "footprint" in parts:
             # After the benchmark's own emulator stopped: `make dev` starts its own.
             say("footprint: time from `python -m pubsub_supervisor.dev` to /readyz")
             run.note_load()
-            run.dev = footprint.dev_startup(workdir / "dev", plan.dev_timeout_s, say)
+            with run.part("make dev"):
+                run.dev = footprint.dev_startup(workdir / "dev", plan.dev_timeout_s, say)
     except KeyboardInterrupt:
         say("interrupted: workers, stack and emulator stopped")
         return 130
@@ -469,7 +487,7 @@ def load(document: dict[str, Any]) -> tuple[Run, dict[str, Any]]:
 
 def failures(run: Run) -> list[str]:
     """What makes the run fail (a saturated step or a timeout does not)."""
-    found = []
+    found = list(run.errors)
     if run.drain is not None and run.drain.failed:
         found.append("a drain run failed")
     ladder = [s for s in run.steps if not s.half_load]
