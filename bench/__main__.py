@@ -314,7 +314,17 @@ def report(run: Run, meta: dict[str, Any], out: Path, *, save: bool = True) -> N
     verdicts = targets.evaluate(figures(run))
     say("\nTargets")
     say(targets.format_targets(verdicts))
-    document = {
+    document = to_document(run, meta, verdicts)
+    if save:
+        write_json(out / f"{stamp}.json", document)
+        write_json(out / "latest.json", document)
+    (out / "summary.md").write_text(markdown_report(run, meta, verdicts))
+    say(f"\nwrote {out / f'{stamp}.json'}, latest.json, summary.md and the plots in {out}")
+
+
+def to_document(run: Run, meta: dict[str, Any], verdicts: list[targets.Target]) -> dict[str, Any]:
+    """Everything measured, for the results file (`load` reads it back)."""
+    return {
         "meta": {**meta, "load_avg_by_part": run.load_avg},
         "drain": run.drain.to_json() if run.drain else None,
         "e2e": {
@@ -322,7 +332,7 @@ def report(run: Run, meta: dict[str, Any], out: Path, *, save: bool = True) -> N
             "sustained": e2e.sustained_rate(run.steps),
             "peak": e2e.peak_rate(run.steps),
             "fanout": summary.jsonable(run.fanout),
-            "fanout_ceiling": ceiling,
+            "fanout_ceiling": fanout.ceiling(run.fanout),
         },
         "publisher": {"posts": summary.jsonable(run.posts), "relay": summary.jsonable(run.relay)},
         "footprint": {
@@ -339,11 +349,6 @@ def report(run: Run, meta: dict[str, Any], out: Path, *, save: bool = True) -> N
             for t in verdicts
         ],
     }
-    if save:
-        write_json(out / f"{stamp}.json", document)
-        write_json(out / "latest.json", document)
-    (out / "summary.md").write_text(markdown_report(run, meta, verdicts))
-    say(f"\nwrote {out / f'{stamp}.json'}, latest.json, summary.md and the plots in {out}")
 
 
 def markdown_report(run: Run, meta: dict[str, Any], verdicts: list[targets.Target]) -> str:
