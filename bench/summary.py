@@ -248,29 +248,41 @@ def plot_e2e(
     from matplotlib.ticker import FuncFormatter
 
     plain = FuncFormatter(lambda v, _pos: f"{v:,.0f}" if v >= 1 else f"{v:g}")
-    ladder = sorted((s for s in steps if s.e2e), key=lambda s: s.offered)
+    ladder = sorted((s for s in steps if s.e2e and not s.half_load), key=lambda s: s.offered)
+    halves = [s for s in steps if s.e2e and s.half_load]
     xs = [s.offered for s in ladder]
     fig, (lat_ax, rate_ax) = plt.subplots(1, 2, figsize=(12, 4.8))
     for attr, style in (("p50", "o-"), ("p95", "s-"), ("p99", "^-")):
         ys = [getattr(s.e2e, attr) * 1000 for s in ladder]
-        lat_ax.plot(xs, ys, style, label=attr, markersize=4)
+        (line,) = lat_ax.plot(xs, ys, style, label=attr, markersize=4)
+        # The half-load step ran later, on its own: a point of the same colour, unjoined.
+        lat_ax.plot(
+            [s.offered for s in halves],
+            [getattr(s.e2e, attr) * 1000 for s in halves],
+            style[0],
+            color=line.get_color(),
+            markerfacecolor="none",
+            markersize=8,
+        )
     for s in ladder:
         if not s.kept_up:
             lat_ax.axvspan(s.offered / 1.04, s.offered * 1.04, color="red", alpha=0.15)
-        if s.half_load:
-            lat_ax.annotate(
-                "half load",
-                (s.offered, s.e2e.p99 * 1000 if s.e2e else 0),
-                textcoords="offset points",
-                xytext=(4, 6),
-                fontsize=8,
-            )
+    for s in halves:
+        lat_ax.annotate(
+            "half load (hollow)",
+            (s.offered, s.e2e.p99 * 1000 if s.e2e else 0),
+            textcoords="offset points",
+            xytext=(4, 6),
+            fontsize=8,
+        )
     lat_ax.axhline(250, color="grey", linestyle=":", linewidth=1, label="250 ms")
-    lat_ax.set_xscale("log")
     lat_ax.set_yscale("log")
-    for axis in (lat_ax.xaxis, lat_ax.yaxis):
-        axis.set_major_formatter(plain)
-        axis.set_minor_formatter(plain if len(xs) < 4 else FuncFormatter(lambda *_: ""))
+    ticks = sorted({*xs, *(s.offered for s in halves)})
+    for ax in (lat_ax, rate_ax):
+        ax.set_xscale("log")
+        ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+        ax.xaxis.set_minor_formatter(FuncFormatter(lambda *_: ""))
+    lat_ax.yaxis.set_major_formatter(plain)
     lat_ax.set_xlabel("offered orders/s (open loop; red band: saturated)")
     lat_ax.set_ylabel("order created -> service result recorded (ms)")
     lat_ax.set_title("latency per (order, service)")
@@ -278,6 +290,13 @@ def plot_e2e(
     lat_ax.grid(True, which="both", alpha=0.3)
 
     rate_ax.plot(xs, [s.completed_rate or float("nan") for s in ladder], "o-", label="completed/s")
+    rate_ax.plot(
+        [s.offered for s in halves],
+        [s.completed_rate or float("nan") for s in halves],
+        "o",
+        markerfacecolor="none",
+        color="tab:blue",
+    )
     if xs:
         rate_ax.plot(xs, xs, color="grey", linestyle=":", linewidth=1, label="= offered")
     if ceiling:
@@ -292,11 +311,8 @@ def plot_e2e(
             linestyle="--",
             label=f"outbox relay (backlog) {relay_rate:,.0f}/s",
         )
-    rate_ax.set_xscale("log")
     rate_ax.set_yscale("log")
-    for axis in (rate_ax.xaxis, rate_ax.yaxis):
-        axis.set_major_formatter(plain)
-    rate_ax.xaxis.set_minor_formatter(lat_ax.xaxis.get_minor_formatter())
+    rate_ax.yaxis.set_major_formatter(plain)
     rate_ax.set_xlabel("offered orders/s")
     rate_ax.set_ylabel("orders/s with all three results recorded")
     rate_ax.set_title("throughput (log scales)")
