@@ -45,10 +45,13 @@ def in_flight(fs: FaultStack, program: str) -> int:
 
 def kill_mid_batch(fs: FaultStack, program: str) -> int:
     """SIGKILL the program while it holds messages; returns how many it held."""
-    held = wait_for(lambda: in_flight(fs, program), 30, f"{program} to hold messages", 0.02)
+    before = wait_for(lambda: in_flight(fs, program), 30, f"{program} to hold messages", 0.02)
     _state, pid = fs.stack.status()[program]
     assert pid is not None
     os.kill(pid, signal.SIGKILL)
+    # What it held is what stays invisible once it is dead (it can no longer delete); it
+    # may have received more between the first count and the kill.
+    held = max(before, in_flight(fs, program))
 
     def restarted() -> bool:
         state, new_pid = fs.stack.status()[program]
