@@ -113,11 +113,11 @@ queues: venv ## pubsub status: every queue and DLQ, visible, in flight, dead (AR
 publish-sample: venv ## Place a sample order through the web (ARGS="--wait" or "--direct")
 	@$(VENV)/bin/pubsub publish-sample $(ARGS)
 
-bench: venv emulator-venv ## Consumer drain benchmark, 3000 messages per queue (results in bench/results/)
-	$(VENV)/bin/python -m bench
+bench: venv emulator-venv ## Performance benchmark: drain, end to end, footprint (results in bench/results/)
+	$(VENV)/bin/python -m bench all --repeat 3
 
-bench-quick: venv emulator-venv ## The same benchmark on 300-message queues (a few minutes)
-	$(VENV)/bin/python -m bench --quick
+bench-quick: venv emulator-venv ## Every part of the benchmark with small counts (what CI runs; a few minutes)
+	$(VENV)/bin/python -m bench all --quick
 
 dlq: venv ## List what sits in each dead-letter queue, with the reason
 	$(VENV)/bin/pubsub dlq list

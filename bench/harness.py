@@ -166,20 +166,21 @@ class Harness:
         )
         name = f"bench_{spec.contender}_{spec.setting}_{load.handler}_{uuid.uuid4().hex[:8]}"
         name = "".join(c if c.isalnum() else "_" for c in name)
-        queue_url, dlq_url = self._create_queue(name)
         rundir = self.workdir / name
         rundir.mkdir(parents=True)
-        env = WorkerEnv(
-            self.endpoint_url, queue_url, name, rundir / "tally", load.work_ms, spec.options
-        )
+        urls: list[str] = []
         try:
+            urls.extend(self._create_queue(name))
+            env = WorkerEnv(
+                self.endpoint_url, urls[0], name, rundir / "tally", load.work_ms, spec.options
+            )
             self._prefill(spec, env, load.messages)
             self._drain(spec, env, load, rundir, result)
         except Exception as exc:  # one broken contender must not end the whole benchmark
             result.status, result.detail = "failed", f"{type(exc).__name__}: {exc}"
             self.say(f"  failed: {result.detail}")
         finally:
-            for url in (queue_url, dlq_url):
+            for url in urls:
                 with contextlib.suppress(Exception):
                     self.sqs.delete_queue(QueueUrl=url)
         if result.status != "ok" and (rundir / "worker.log").exists():

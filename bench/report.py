@@ -117,7 +117,8 @@ def build_rows(results: Sequence[RunResult], handlers: Sequence[str]) -> list[Ro
     return list(rows.values())
 
 
-def _fmt_rate(cell: Cell | None) -> str:
+def fmt_rate(cell: Cell | None) -> str:
+    """A cell's rate; `*` marks one over the part drained before a timeout."""
     if cell is None:
         return "-"
     if cell.rate is None:
@@ -127,7 +128,8 @@ def _fmt_rate(cell: Cell | None) -> str:
     return text if cell.status == "ok" else f"{text}*"
 
 
-def _fmt_ratio(ratio: float | None) -> str:
+def fmt_ratio(ratio: float | None) -> str:
+    """A ratio as `1.23x`, `12x` or `0.045x`."""
     if ratio is None:
         return "-"
     if ratio >= 10:
@@ -148,9 +150,9 @@ def format_table(rows: Sequence[Row], handlers: Sequence[str]) -> str:
         for handler in handlers:
             cell = row.cells.get(handler)
             line += [
-                _fmt_rate(cell),
-                _fmt_ratio(cell.vs_reference if cell else None),
-                _fmt_ratio(cell.vs_raw if cell else None),
+                fmt_rate(cell),
+                fmt_ratio(cell.vs_reference if cell else None),
+                fmt_ratio(cell.vs_raw if cell else None),
             ]
         line.append(row.summary)
         lines.append(line)

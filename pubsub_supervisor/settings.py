@@ -64,7 +64,9 @@ class Settings(BaseSettings):
     email_sender: str = "orders@example.com"
 
     #: Worker threads per consumer process.
-    consumer_concurrency: int = Field(default=8, ge=1, le=256)
+    consumer_concurrency: int = Field(default=16, ge=1, le=256)
+    #: Threads per consumer process calling ReceiveMessage (each a long poll when idle).
+    consumer_pollers: int = Field(default=2, ge=1, le=16)
     #: Long-poll wait per ReceiveMessage call, in seconds (20 is the SQS maximum).
     consumer_wait_seconds: int = Field(default=20, ge=0, le=20)
 

@@ -138,7 +138,9 @@ def run_service(
         settings = settings or Settings()
         logs.configure(settings.program_name or f"{name}_service", settings.log_level)
         metrics.prepare()
-        clients = make_clients(settings, pool=settings.consumer_concurrency + 8)
+        clients = make_clients(
+            settings, pool=settings.consumer_concurrency + settings.consumer_pollers + 8
+        )
         service = build(settings, clients)
     except ConfigError as error:
         log.critical("configuration error", extra={"error": str(error)})
@@ -158,6 +160,7 @@ def run_service(
         make_handler(service, results),
         config=ConsumerConfig(
             concurrency=settings.consumer_concurrency,
+            pollers=settings.consumer_pollers,
             wait_seconds=settings.consumer_wait_seconds,
             visibility_timeout=spec.visibility_timeout,
         ),

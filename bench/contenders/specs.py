@@ -176,7 +176,7 @@ SPECS: Sequence[Spec] = (
     Spec(
         "runtime",
         "default",
-        "ConsumerConfig()",
+        "ConsumerConfig(): 16 threads, 2 pollers",
         raw_prefill,
         _bench_worker("runtime"),
         {"config": {}},
@@ -184,10 +184,10 @@ SPECS: Sequence[Spec] = (
     Spec(
         "runtime",
         "tuned",
-        "ConsumerConfig(concurrency=16, pollers=2)",
+        "ConsumerConfig(concurrency=32, pollers=4)",
         raw_prefill,
         _bench_worker("runtime"),
-        {"config": {"concurrency": 16, "pollers": 2}},
+        {"config": {"concurrency": 32, "pollers": 4}},
     ),
 )
 

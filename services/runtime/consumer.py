@@ -49,11 +49,17 @@ MAX_POLL_BACKOFF = 10.0
 class ConsumerConfig:
     """How a consumer polls, how many handlers run at once, and how it retries."""
 
-    #: Handler threads; the lever for I/O-bound handlers.
-    concurrency: int = 8
-    #: Threads calling ReceiveMessage; more than one helps only with very fast handlers.
-    pollers: int = 1
+    #: Handler threads; the lever for I/O-bound handlers. At least one receive batch, so
+    #: the next batch is received while the current one is handled.
+    concurrency: int = 16
+    #: Threads calling ReceiveMessage, and as many sending the deletes: two keep a call
+    #: in flight while the other's answer is handled (idle, a poller is one long poll
+    #: every `wait_seconds`).
+    pollers: int = 2
     batch_size: int = SQS_BATCH
+    #: Longest wait for a delete batch to fill while more handled messages are on their
+    #: way: full batches mean fewer calls (each costs the client and the broker CPU).
+    ack_linger_seconds: float = 0.02
     #: Long-poll wait; 20 s keeps an idle consumer nearly free.
     wait_seconds: int = 20
     #: Visibility given on each heartbeat; should match the queue's VisibilityTimeout.
@@ -108,12 +114,15 @@ class Consumer:
 
         self._stopping = threading.Event()
         self._stopped = threading.Event()
-        self._work: queue.SimpleQueue[Message] = queue.SimpleQueue()
+        #: Messages for the handler threads; None tells one thread to exit.
+        self._work: queue.SimpleQueue[Message | None] = queue.SimpleQueue()
         self._acks: queue.SimpleQueue[Message | None] = queue.SimpleQueue()
         self._lock = threading.Condition()
         #: Every message received and not yet acked or released, by receipt handle,
         #: with the monotonic time its visibility ends (the heartbeat extends it).
         self._in_hand: dict[str, tuple[Message, float]] = {}
+        #: Messages asked for by receives in flight (counted against the capacity).
+        self._reserved = 0
         #: Receipt handles of messages whose handler has started (never released on stop).
         self._started: set[str] = set()
         self._active_events: set[str] = set()
@@ -121,6 +130,7 @@ class Consumer:
         #: a release (visibility 0) that was decided after it read the messages in hand.
         self._visibility_lock = threading.Lock()
         self._stats_lock = threading.Lock()
+        self._gather_lock = threading.Lock()
         self._dlq_url: str | None = None
         self._max_receives: int | None = self.config.max_receive_count
 
@@ -177,7 +187,7 @@ class Consumer:
         return {
             "pollers": spawn("poller", self._poll_loop, self.config.pollers),
             "workers": spawn("worker", self._work_loop, self.config.concurrency),
-            "acker": spawn("acker", self._ack_loop, 1),
+            "acker": spawn("acker", self._ack_loop, self.config.pollers),
             "heartbeat": spawn("heartbeat", self._heartbeat_loop, 1)
             if self.config.heartbeat
             else [],
@@ -192,8 +202,12 @@ class Consumer:
         _join(threads["pollers"], self.config.poll_grace_seconds)
         # Received but not started: back to the queue now, for the next consumer.
         self._release(_take_all(self._work))
+        # Handler threads block on the queue (no idle wake-ups); one None ends each.
+        for _ in threads["workers"]:
+            self._work.put(None)
         _join(threads["workers"], max(0.0, deadline - time.monotonic()))
-        self._acks.put(None)
+        for _ in threads["acker"]:
+            self._acks.put(None)
         _join(threads["acker"], max(ACK_FLUSH_SECONDS, deadline - time.monotonic()))
         # Anything a poller queued after the first release (it raced the stop).
         with self._lock:
@@ -245,27 +259,34 @@ class Consumer:
 
     def _capacity(self) -> int:
         """Messages that may be received now: concurrency plus one batch of prefetch."""
-        return self.config.concurrency + self.config.batch_size - len(self._in_hand)
+        return (
+            self.config.concurrency + self.config.batch_size - len(self._in_hand) - self._reserved
+        )
 
     def _poll_loop(self) -> None:
         backoff = 0.5
         while not self._stopping.is_set():
             with self._lock:
-                while self._capacity() <= 0 and not self._stopping.is_set():
+                # Receive only when a whole batch fits: a ReceiveMessage costs about the
+                # same for 1 message as for 10, so partial ones waste the broker's time.
+                while self._capacity() < self.config.batch_size and not self._stopping.is_set():
                     self._lock.wait(1)
-                want = min(self.config.batch_size, self._capacity())
+                want = self.config.batch_size
+                self._reserved += want
             if self._stopping.is_set():
+                self._unreserve(want)
                 return
             try:
                 response = self.sqs.receive_message(
                     QueueUrl=self.queue_url,
-                    MaxNumberOfMessages=max(want, 1),
+                    MaxNumberOfMessages=want,
                     WaitTimeSeconds=self.config.wait_seconds,
                     VisibilityTimeout=self.config.visibility_timeout,
                     MessageSystemAttributeNames=["ApproximateReceiveCount", "SentTimestamp"],
                     MessageAttributeNames=["All"],
                 )
             except Exception as error:
+                self._unreserve(want)
                 log.warning(
                     "receive failed, backing off",
                     extra={"queue": self.queue_name, "error": str(error), "retry_in": backoff},
@@ -275,28 +296,35 @@ class Consumer:
                 continue
             backoff = 0.5
             messages = [Message.from_sqs(raw) for raw in response.get("Messages", [])]
+            deadline = time.monotonic() + self.config.visibility_timeout
+            with self._lock:
+                self._reserved -= want
+                for message in messages:
+                    self._in_hand[message.receipt_handle] = (message, deadline)
+                if len(messages) < want:
+                    self._lock.notify_all()
             if not messages:
                 continue
             self._count("received", len(messages))
             self._emit("after_receive", self.queue_name, len(messages))
-            deadline = time.monotonic() + self.config.visibility_timeout
-            with self._lock:
-                for message in messages:
-                    self._in_hand[message.receipt_handle] = (message, deadline)
             if self._stopping.is_set():
                 self._release(messages)
                 return
             for message in messages:
                 self._work.put(message)
 
+    def _unreserve(self, count: int) -> None:
+        with self._lock:
+            self._reserved -= count
+            self._lock.notify_all()
+
     # -- handling ---------------------------------------------------------------------
 
     def _work_loop(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                message = self._work.get(timeout=0.2)
-            except queue.Empty:
-                continue
+        while True:
+            message = self._work.get()
+            if message is None:
+                return
             if self._stopping.is_set():
                 self._release([message])
                 return
@@ -429,24 +457,44 @@ class Consumer:
     def _ack_loop(self) -> None:
         done = False
         while not done:
-            first = self._acks.get()
-            batch: list[Message] = []
-            if first is None:
-                done = True
-            else:
-                batch.append(first)
-            # Gather what is already waiting, up to one SQS batch.
-            while len(batch) < SQS_BATCH:
-                try:
-                    more = self._acks.get_nowait()
-                except queue.Empty:
-                    break
-                if more is None:
-                    done = True
-                    break
-                batch.append(more)
+            # One thread gathers at a time, so batches fill up; the other sends its own
+            # batch meanwhile, so a slow DeleteMessageBatch does not hold up the next.
+            with self._gather_lock:
+                batch, done = self._gather()
             if batch:
                 self._delete(batch)
+
+    def _gather(self) -> tuple[list[Message], bool]:
+        """Up to one SQS batch of messages to delete, and whether a stop was signalled."""
+        first = self._acks.get()
+        if first is None:
+            return [], True
+        batch = [first]
+        linger_until = time.monotonic() + self.config.ack_linger_seconds
+        # What is waiting, and, for a moment, what handlers working on the messages in
+        # hand are about to add.
+        while len(batch) < SQS_BATCH:
+            try:
+                more = self._acks.get_nowait()
+            except queue.Empty:
+                wait = linger_until - time.monotonic()
+                if wait <= 0 or not self._more_acks_coming(len(batch)):
+                    break
+                try:
+                    more = self._acks.get(timeout=wait)
+                except queue.Empty:
+                    break
+            if more is None:
+                return batch, True
+            batch.append(more)
+        return batch, False
+
+    def _more_acks_coming(self, batched: int) -> bool:
+        """True while messages in hand beyond the batch being gathered may still end in an
+        ack (handlers running, or about to start); a lone message (a quiet queue) is then
+        deleted without waiting."""
+        with self._lock:
+            return len(self._in_hand) > batched and not self._stopping.is_set()
 
     def _delete(self, batch: list[Message]) -> None:
         self._forget(batch)
@@ -538,10 +586,12 @@ def _join(threads: Iterable[threading.Thread], timeout: float) -> None:
         thread.join(max(0.0, deadline - time.monotonic()))
 
 
-def _take_all(work: queue.SimpleQueue[Message]) -> list[Message]:
+def _take_all(work: queue.SimpleQueue[Message | None]) -> list[Message]:
     taken: list[Message] = []
     while True:
         try:
-            taken.append(work.get_nowait())
+            message = work.get_nowait()
         except queue.Empty:
             return taken
+        if message is not None:
+            taken.append(message)

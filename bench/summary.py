@@ -1,0 +1,338 @@
+"""Tables and the latency-vs-rate plot of the end-to-end, publisher and footprint parts."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from bench.e2e import StepResult
+from bench.fanout import FanoutResult
+from bench.footprint import DevStartup, Footprint
+from bench.publisher import PostResult, RelayResult
+from bench.report import Row, fmt_rate, fmt_ratio
+from bench.stats import Latency
+
+
+def table(head: Sequence[str], rows: Sequence[Sequence[str]], numeric_from: int = 1) -> str:
+    """A fixed-width table; columns from `numeric_from` on are right-aligned."""
+    lines = [list(head), *[list(r) for r in rows]]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
+
+    def render(line: list[str]) -> str:
+        return "  ".join(
+            text.rjust(w) if i >= numeric_from else text.ljust(w)
+            for i, (text, w) in enumerate(zip(line, widths, strict=True))
+        ).rstrip()
+
+    return "\n".join(
+        [render(lines[0]), "  ".join("-" * w for w in widths)]
+        + [render(line) for line in lines[1:]]
+    )
+
+
+def markdown(head: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """The same table in Markdown."""
+    out = ["| " + " | ".join(head) + " |", "|" + "|".join(" --- " for _ in head) + "|"]
+    out += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def drain_markdown(rows: Sequence[Row], handlers: Sequence[str]) -> str:
+    """The drain table in Markdown: rate and both ratios per handler."""
+    head = ["contender", "setting"]
+    for handler in handlers:
+        head += [f"{handler} msg/s", "vs runtime", "vs raw"]
+    body = []
+    for row in rows:
+        line = [row.contender, row.setting]
+        for handler in handlers:
+            cell = row.cells.get(handler)
+            line += [
+                fmt_rate(cell),
+                fmt_ratio(cell.vs_reference if cell else None),
+                fmt_ratio(cell.vs_raw if cell else None),
+            ]
+        body.append(line)
+    return markdown(head, body)
+
+
+def ms(latency: Latency | None, attr: str) -> str:
+    """A percentile in whole milliseconds."""
+    return "-" if latency is None else f"{getattr(latency, attr) * 1000:,.0f}"
+
+
+def rate(value: float | None, digits: int = 0) -> str:
+    """A rate, or '-'."""
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+
+E2E_HEAD = (
+    "offered/s",
+    "sent/s",
+    "completed/s",
+    "state",
+    "p50 ms",
+    "p95 ms",
+    "p99 ms",
+    "order p99 ms",
+    "publish p50 ms",
+    "POST p99 ms",
+    "errors",
+    "emulator CPU ms/order",
+)
+
+
+def e2e_rows(steps: Sequence[StepResult]) -> list[list[str]]:
+    """One row per step."""
+    rows = []
+    for s in steps:
+        state = "kept up" if s.kept_up else "saturated"
+        if s.half_load:
+            state += " (half load)"
+        rows.append(
+            [
+                f"{s.offered:g}",
+                rate(s.sent_rate, 1),
+                rate(s.completed_rate, 1),
+                state,
+                ms(s.e2e, "p50"),
+                ms(s.e2e, "p95"),
+                ms(s.e2e, "p99"),
+                ms(s.order_done, "p99"),
+                ms(s.publish_lag, "p50"),
+                ms(s.post, "p99"),
+                str(s.errors),
+                rate(s.emulator_cpu_ms, 1),
+            ]
+        )
+    return rows
+
+
+def e2e_notes(fanout: Sequence[FanoutResult]) -> str:
+    """What the columns mean, and the fan-out ceiling runs."""
+    lines = [
+        "p50/p95/p99: order created -> each service's result recorded by the web (server-side "
+        "timestamps, every (order, service) pair);",
+        "order p99: -> the last of the three; publish: -> the relay published the event; "
+        "POST: due -> 201 (client side)",
+    ]
+    for f in fanout:
+        if f.status == "ok":
+            lines.append(
+                f"raw SNS fan-out, PublishBatch(10) to 3 raw-delivery queues, {f.threads} "
+                f"thread(s): {rate(f.delivered_rate)} events/s delivered to all three "
+                f"({rate(f.published_rate)}/s published)"
+                + (f", emulator {f.emulator_cpu_ms:.2f} ms CPU/event" if f.emulator_cpu_ms else "")
+            )
+        else:
+            lines.append(f"raw SNS fan-out, {f.threads} thread(s): {f.status} {f.detail}")
+    return "\n".join(lines)
+
+
+PUBLISHER_HEAD = ("what", "rate/s", "p50 ms", "p99 ms", "count")
+
+
+def publisher_rows(
+    posts: Sequence[PostResult], relay: RelayResult | None, ceiling: float | None
+) -> list[list[str]]:
+    """POST requests/s per client count, and the relay's rate against the raw ceiling."""
+    rows = [
+        [
+            f"POST /api/orders, {p.clients} client thread(s), closed loop",
+            rate(p.rate),
+            ms(p.latency, "p50"),
+            ms(p.latency, "p99"),
+            str(p.accepted),
+        ]
+        for p in posts
+    ]
+    if relay is not None:
+        share = f" ({relay.rate / ceiling:.0%} of raw fan-out)" if relay.rate and ceiling else ""
+        rows.append(
+            [
+                f"outbox relay, commit -> published{share}",
+                rate(relay.rate),
+                "-",
+                "-",
+                str(relay.events),
+            ]
+        )
+    return rows
+
+
+FOOTPRINT_HEAD = (
+    "process",
+    "idle RSS MB",
+    "idle PSS MB",
+    "idle CPU %",
+    "load RSS MB",
+    "load CPU %",
+)
+
+
+def footprint_rows(idle: Footprint, load: Footprint | None) -> list[list[str]]:
+    """Per program (web master and workers apart), then the totals."""
+    loaded = {p.pid: p for p in load.processes} if load else {}
+
+    def num(value: float | None, digits: int = 1) -> str:
+        return "-" if value is None else f"{value:,.{digits}f}"
+
+    rows = []
+    for p in idle.processes:
+        name = p.program + (f" ({p.role})" if p.role else "")
+        under = loaded.get(p.pid)
+        rows.append(
+            [
+                name,
+                num(p.rss_mb, 0),
+                num(p.pss_mb, 0),
+                num(p.cpu_percent, 2),
+                num(under.rss_mb, 0) if under else "-",
+                num(under.cpu_percent, 1) if under else "-",
+            ]
+        )
+    for scope, label in (
+        ("programs", "the five programs"),
+        ("tree", "whole tree (+ supervisord, listeners)"),
+    ):
+        idle_totals = idle.totals()
+        load_totals = load.totals() if load else {}
+        rows.append(
+            [
+                label,
+                num(idle_totals[f"{scope}_rss_mb"], 0),
+                num(idle_totals[f"{scope}_pss_mb"], 0),
+                num(idle_totals[f"{scope}_cpu_percent"], 2),
+                num(load_totals.get(f"{scope}_rss_mb"), 0),
+                num(load_totals.get(f"{scope}_cpu_percent"), 1),
+            ]
+        )
+    return rows
+
+
+def footprint_notes(
+    idle: Footprint, relay_cost: dict[str, float] | None, dev: DevStartup | None
+) -> str:
+    """The idle window, the relay's share, and the start-up time."""
+    lines = [
+        f"idle: {idle.seconds:.0f} s with nothing to do; CPU in % of one core; "
+        "PSS divides shared pages among their sharers (the gunicorn workers share the master's)"
+    ]
+    if relay_cost:
+        lines.append(
+            f"outbox relay: {relay_cost['cpu_ms_per_poll']:.2f} ms CPU per empty poll every "
+            f"{relay_cost['poll_interval_s']:g} s = {relay_cost['cpu_percent']:.2f}% of a core"
+        )
+    if dev is not None:
+        if dev.ready_s is not None:
+            emulator = f", of which LocalStack {dev.emulator_s:.1f} s" if dev.emulator_s else ""
+            lines.append(f"make dev -> /readyz 200: {dev.ready_s:.1f} s{emulator}")
+        else:
+            lines.append(f"make dev: {dev.status} {dev.detail}")
+    return "\n".join(lines)
+
+
+def plot_e2e(
+    path: Path,
+    steps: Sequence[StepResult],
+    ceiling: float | None,
+    relay_rate: float | None,
+    title: str,
+) -> None:
+    """Latency percentiles and completed rate against the offered rate (log scales)."""
+    import matplotlib  # here, so Agg is chosen before pyplot loads
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter
+
+    plain = FuncFormatter(lambda v, _pos: f"{v:,.0f}" if v >= 1 else f"{v:g}")
+    ladder = sorted((s for s in steps if s.e2e and not s.half_load), key=lambda s: s.offered)
+    halves = [s for s in steps if s.e2e and s.half_load]
+    xs = [s.offered for s in ladder]
+    fig, (lat_ax, rate_ax) = plt.subplots(1, 2, figsize=(12, 4.8))
+    for attr, style in (("p50", "o-"), ("p95", "s-"), ("p99", "^-")):
+        ys = [getattr(s.e2e, attr) * 1000 for s in ladder]
+        (line,) = lat_ax.plot(xs, ys, style, label=attr, markersize=4)
+        # The half-load step ran later, on its own: a point of the same colour, unjoined.
+        lat_ax.plot(
+            [s.offered for s in halves],
+            [getattr(s.e2e, attr) * 1000 for s in halves],
+            style[0],
+            color=line.get_color(),
+            markerfacecolor="none",
+            markersize=8,
+        )
+    for s in ladder:
+        if not s.kept_up:
+            lat_ax.axvspan(s.offered / 1.04, s.offered * 1.04, color="red", alpha=0.15)
+    for s in halves:
+        lat_ax.annotate(
+            "half load (hollow)",
+            (s.offered, s.e2e.p99 * 1000 if s.e2e else 0),
+            textcoords="offset points",
+            xytext=(4, 6),
+            fontsize=8,
+        )
+    lat_ax.axhline(250, color="grey", linestyle=":", linewidth=1, label="250 ms")
+    lat_ax.set_yscale("log")
+    ticks = sorted({*xs, *(s.offered for s in halves)})
+    for ax in (lat_ax, rate_ax):
+        ax.set_xscale("log")
+        ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+        ax.xaxis.set_minor_formatter(FuncFormatter(lambda *_: ""))
+    lat_ax.yaxis.set_major_formatter(plain)
+    lat_ax.set_xlabel("offered orders/s (open loop; red band: saturated)")
+    lat_ax.set_ylabel("order created -> service result recorded (ms)")
+    lat_ax.set_title("latency per (order, service)")
+    lat_ax.legend(loc="upper left", fontsize=8)
+    lat_ax.grid(True, which="both", alpha=0.3)
+
+    rate_ax.plot(xs, [s.completed_rate or float("nan") for s in ladder], "o-", label="completed/s")
+    rate_ax.plot(
+        [s.offered for s in halves],
+        [s.completed_rate or float("nan") for s in halves],
+        "o",
+        markerfacecolor="none",
+        color="tab:blue",
+    )
+    if xs:
+        rate_ax.plot(xs, xs, color="grey", linestyle=":", linewidth=1, label="= offered")
+    if ceiling:
+        rate_ax.axhline(
+            ceiling, color="tab:red", linestyle="--", label=f"raw SNS fan-out {ceiling:,.0f}/s"
+        )
+        rate_ax.axhline(0.6 * ceiling, color="tab:red", linestyle=":", label="60% of it")
+    if relay_rate:
+        rate_ax.axhline(
+            relay_rate,
+            color="tab:green",
+            linestyle="--",
+            label=f"outbox relay (backlog) {relay_rate:,.0f}/s",
+        )
+    rate_ax.set_yscale("log")
+    rate_ax.yaxis.set_major_formatter(plain)
+    rate_ax.set_xlabel("offered orders/s")
+    rate_ax.set_ylabel("orders/s with all three results recorded")
+    rate_ax.set_title("throughput (log scales)")
+    rate_ax.legend(loc="center left", fontsize=8)
+    rate_ax.grid(True, which="both", alpha=0.3)
+    fig.suptitle(title)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def jsonable(value: Any) -> Any:
+    """Dataclasses (nested) as dicts, for the results file."""
+    from dataclasses import asdict, is_dataclass
+
+    if is_dataclass(value) and not isinstance(value, type):
+        return asdict(value)
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {k: jsonable(v) for k, v in value.items()}
+    return value
