@@ -26,13 +26,15 @@ if TYPE_CHECKING:
     from pubsub_supervisor.settings import Settings
 
 
-def client_config(pool: int = 32, *, probe: bool = False) -> Config:
+def client_config(pool: int = 32, *, probe: bool = False, retry: bool = True) -> Config:
     """Connection pool sized for threaded consumers; short timeouts so outages surface.
 
-    A probe (readiness checks) fails within seconds instead of retrying.
+    A probe (readiness checks) fails within seconds instead of retrying. Without `retry`,
+    a call is made once: botocore retries a timed-out call blindly, which for SES's
+    SendEmail could send a second email (the email service settles a lost answer itself).
     """
     return Config(
-        retries={"mode": "standard", "max_attempts": 1 if probe else 3},
+        retries={"mode": "standard", "max_attempts": 3 if retry and not probe else 1},
         max_pool_connections=pool,
         connect_timeout=2 if probe else 5,
         read_timeout=3 if probe else 30,  # 30: above the 20 s long poll
@@ -59,7 +61,9 @@ def make_clients(settings: Settings, pool: int = 32, *, probe: bool = False) -> 
     return AwsClients(
         sns=session.client("sns", **kwargs),
         sqs=session.client("sqs", **kwargs),
-        ses=session.client("ses", **kwargs),
+        ses=session.client(
+            "ses", **(kwargs | {"config": client_config(pool, probe=probe, retry=False)})
+        ),
         sts=session.client("sts", **kwargs),
     )
 

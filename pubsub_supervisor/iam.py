@@ -1,8 +1,9 @@
 """The least-privilege IAM policy of the container's role, generated from the topology.
 
-The programs in the container publish to the two topics, consume their own queues,
-dead-letter their own messages (the runtime sends a failed message to its queue's DLQ with
-a reason) and send email as the one sender. The web also counts every DLQ (dashboard,
+The programs in the container publish to the order and results topics, consume their own
+queues (the email service's SES send events among them), dead-letter their own messages
+(the runtime sends a failed message to its queue's DLQ with a reason) and send email as
+the one sender, with the stack's configuration set. The web also counts every DLQ (dashboard,
 /metrics) and, on its DLQ page, reads dead letters and redrives them to their queue.
 Provisioning (`pubsub provision`) is not part of this role: it runs with the operator's
 credentials.
@@ -69,7 +70,7 @@ def runtime_policy(topology: Topology, arns: Arns) -> dict[str, Any]:
             "Sid": "PublishToOwnTopics",
             "Effect": "Allow",
             "Action": list(TOPIC_ACTIONS),
-            "Resource": [arns.topic(t) for t in topology.topics],
+            "Resource": [arns.topic(t) for t in topology.published_topics],
         },
         {
             "Sid": "ConsumeOwnQueues",
@@ -98,6 +99,10 @@ def runtime_policy(topology: Topology, arns: Arns) -> dict[str, Any]:
     ]
     for sender in topology.email_identities:
         domain = sender.rpartition("@")[2]
+        resources = [arns.email_identity(sender), arns.email_identity(domain)]
+        if topology.configuration_set:
+            # A send with a configuration set is authorised against it too.
+            resources.append(arns.configuration_set(topology.configuration_set))
         statements.append(
             {
                 "Sid": "SendEmailAsSender",
@@ -105,7 +110,7 @@ def runtime_policy(topology: Topology, arns: Arns) -> dict[str, Any]:
                 "Action": list(EMAIL_ACTIONS),
                 # SES authorises against the identity that verified the sender: the
                 # address itself, or its domain.
-                "Resource": [arns.email_identity(sender), arns.email_identity(domain)],
+                "Resource": resources,
                 "Condition": {"StringEquals": {"ses:FromAddress": sender}},
             }
         )

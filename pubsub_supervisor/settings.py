@@ -62,6 +62,10 @@ class Settings(BaseSettings):
 
     #: Sender address of confirmation emails (a verified SES identity).
     email_sender: str = "orders@example.com"
+    #: After a send whose answer never came (a crash, a timeout), seconds to wait for
+    #: SES's "Send" event for it before sending again: SES publishes one for each email
+    #: it accepted, so silence this long means it never went out.
+    email_confirm_seconds: int = Field(default=60, ge=1, le=3600)
 
     #: Worker threads per consumer process.
     consumer_concurrency: int = Field(default=16, ge=1, le=256)

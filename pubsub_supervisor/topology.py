@@ -34,6 +34,10 @@ class QueueSpec:
     consumer: str
 
 
+#: The consumer name of the queue that carries SES's "Send" events back to the email service.
+EMAIL_SENDS = "email-sends"
+
+
 @dataclass(frozen=True)
 class Topology:
     """Every topic, queue, subscription and identity the stack needs."""
@@ -42,6 +46,11 @@ class Topology:
     results_topic: str
     queues: tuple[QueueSpec, ...]
     email_identities: tuple[str, ...] = ()
+    #: SES publishes a "Send" event for each email it accepted to this topic, through the
+    #: configuration set below; the email service reads them from its `email-sends` queue
+    #: to learn whether a send whose answer it never got (a crash) went out.
+    email_sends_topic: str | None = None
+    configuration_set: str | None = None
 
     def queue_for(self, consumer: str) -> QueueSpec:
         """The queue one program consumes."""
@@ -53,6 +62,11 @@ class Topology:
     @property
     def topics(self) -> tuple[str, ...]:
         """Topic names, in creation order."""
+        return self.published_topics + ((self.email_sends_topic,) if self.email_sends_topic else ())
+
+    @property
+    def published_topics(self) -> tuple[str, ...]:
+        """The topics the stack's own programs publish to (SES publishes to the other)."""
         return (self.order_topic, self.results_topic)
 
 
@@ -79,12 +93,20 @@ def build_topology(
             consumer=consumer,
         )
 
+    services = tuple(services)
     queues = (*(queue(s, order_topic) for s in services), queue("web", results_topic))
+    email_sends_topic = configuration_set = None
+    if "email" in services:
+        email_sends_topic = f"{prefix}-email-sends"
+        configuration_set = f"{prefix}-email"
+        queues += (queue(EMAIL_SENDS, email_sends_topic),)
     return Topology(
         order_topic=order_topic,
         results_topic=results_topic,
         queues=queues,
         email_identities=tuple(email_identities),
+        email_sends_topic=email_sends_topic,
+        configuration_set=configuration_set,
     )
 
 
@@ -115,6 +137,10 @@ class Arns:
     def email_identity(self, identity: str) -> str:
         """ARN of an SES identity (an email address or a domain)."""
         return f"arn:{self.partition}:ses:{self.region}:{self.account}:identity/{identity}"
+
+    def configuration_set(self, name: str) -> str:
+        """ARN of an SES configuration set."""
+        return f"arn:{self.partition}:ses:{self.region}:{self.account}:configuration-set/{name}"
 
 
 def queue_policy(queue_arn: str, topic_arn: str) -> dict[str, Any]:
@@ -242,7 +268,86 @@ def apply_topology(
                 record(Change("create", "email identity", identity))
                 if not dry_run:
                     ses.verify_email_identity(EmailAddress=identity)
+        _apply_configuration_set(ses, topology, arns, dry_run, record, progress)
     return changes
+
+
+def sends_destination_name(configuration_set: str) -> str:
+    """Name of the configuration set's one event destination (unique per set: LocalStack
+    and moto, unlike AWS, keep one namespace of destination names for every set)."""
+    return f"{configuration_set}-sends"
+#: Error codes of an endpoint that does not implement SES event destinations (MiniStack).
+_UNSUPPORTED = {"InvalidAction", "UnknownOperationException", "NotImplemented", "501"}
+
+
+def _sends_destination(topology: Topology, arns: Arns) -> dict[str, Any]:
+    assert topology.email_sends_topic is not None
+    return {
+        "Name": sends_destination_name(topology.configuration_set or ""),
+        "Enabled": True,
+        "MatchingEventTypes": ["send"],
+        "SNSDestination": {"TopicARN": arns.topic(topology.email_sends_topic)},
+    }
+
+
+def _apply_configuration_set(
+    ses: Any,
+    topology: Topology,
+    arns: Arns,
+    dry_run: bool,
+    record: Callable[[Change], None],
+    progress: Callable[[str], None],
+) -> None:
+    """The configuration set every confirmation is sent with, publishing "Send" events."""
+    name = topology.configuration_set
+    if name is None:
+        return
+    wanted = _sends_destination(topology, arns)
+    try:
+        current = ses.describe_configuration_set(
+            ConfigurationSetName=name, ConfigurationSetAttributeNames=["eventDestinations"]
+        ).get("EventDestinations", [])
+    except Exception as error:
+        code = getattr(error, "response", {}).get("Error", {}).get("Code", "")
+        if code != "ConfigurationSetDoesNotExist":
+            raise
+        record(Change("create", "configuration set", name))
+        if not dry_run:
+            ses.create_configuration_set(ConfigurationSet={"Name": name})
+        current = []
+    existing = next((d for d in current if d.get("Name") == wanted["Name"]), None)
+    if existing is not None and _destination_matches(existing, wanted):
+        return
+    detail = {"topic": wanted["SNSDestination"]["TopicARN"], "events": "send"}
+    record(Change("update" if existing else "create", "event destination", name, detail))
+    if dry_run:
+        return
+    try:
+        if existing is None:
+            ses.create_configuration_set_event_destination(
+                ConfigurationSetName=name, EventDestination=wanted
+            )
+        else:
+            ses.update_configuration_set_event_destination(
+                ConfigurationSetName=name, EventDestination=wanted
+            )
+    except Exception as error:
+        code = getattr(error, "response", {}).get("Error", {}).get("Code", "")
+        if code not in _UNSUPPORTED:
+            raise
+        progress(
+            f"WARNING: this endpoint cannot publish SES send events ({code}): the email "
+            "service cannot confirm a send it lost the answer to, and resends it"
+        )
+
+
+def _destination_matches(current: Mapping[str, Any], wanted: Mapping[str, Any]) -> bool:
+    return (
+        bool(current.get("Enabled"))
+        and [t.lower() for t in current.get("MatchingEventTypes", [])] == ["send"]
+        and current.get("SNSDestination", {}).get("TopicARN")
+        == wanted["SNSDestination"]["TopicARN"]
+    )
 
 
 def _apply_queue(

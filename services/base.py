@@ -7,7 +7,10 @@ module runs it on the consumer runtime and publishes each outcome to the results
 from __future__ import annotations
 
 import logging
+import signal
+import threading
 from collections.abc import Callable
+from types import FrameType
 from typing import TYPE_CHECKING, Protocol
 
 from pubsub_supervisor import logs, metrics
@@ -167,8 +170,61 @@ def run_service(
         middleware=[MetricsMiddleware(settings.program_name, spec.name)],
         on_dead_letter=dead_letter_reporter(results),
     )
-    consumer.run()
+    companions = [
+        companion_consumer(settings, clients, queue, handler)
+        for queue, handler in getattr(service, "companions", dict)().items()
+    ]
+    run_together(consumer, companions)
     return 0
+
+
+def companion_consumer(
+    settings: Settings, clients: AwsClients, consumer_name: str, handler: Callable[[Message], None]
+) -> Consumer:
+    """A small consumer of another queue the program reads (the email service's SES events)."""
+    spec = settings.topology.queue_for(consumer_name)
+    url = until_reachable(lambda: queue_url(clients, spec.name), f"queue {spec.name}")
+    return Consumer(
+        clients.sqs,
+        url,
+        handler,
+        config=ConsumerConfig(
+            concurrency=2,
+            pollers=1,
+            wait_seconds=settings.consumer_wait_seconds,
+            visibility_timeout=spec.visibility_timeout,
+        ),
+        middleware=[MetricsMiddleware(settings.program_name, spec.name)],
+    )
+
+
+def run_together(main_consumer: Consumer, companions: list[Consumer]) -> None:
+    """Run the main consumer here and its companions beside it; SIGTERM drains them all."""
+    threads = [
+        threading.Thread(
+            target=companion.run,
+            kwargs={"install_signal_handlers": False},
+            name=f"companion-{companion.queue_name}",
+            daemon=True,
+        )
+        for companion in companions
+    ]
+
+    def stop_all(signum: int, _frame: FrameType | None) -> None:
+        log.info("signal received, draining", extra={"signal": signal.Signals(signum).name})
+        main_consumer.stop()
+        for companion in companions:
+            companion.stop()
+
+    signal.signal(signal.SIGTERM, stop_all)
+    signal.signal(signal.SIGINT, stop_all)
+    for thread in threads:
+        thread.start()
+    main_consumer.run(install_signal_handlers=False)
+    for companion in companions:
+        companion.stop()
+    for companion in companions:
+        companion.wait_stopped(companion.config.drain_seconds)
 
 
 def main(name: str, build: Callable[[Settings, AwsClients], OrderService]) -> None:

@@ -27,6 +27,9 @@ from tests.support.stack import Api, SupervisedStack, wait_for
 
 #: Topology of the fault stacks: failures come back and dead-letter in seconds.
 FAULT_TOPOLOGY = {"QUEUE_VISIBILITY_TIMEOUT": "5", "MAX_RECEIVE_COUNT": "3"}
+#: A send whose answer was lost is settled within one redelivery: the email service waits
+#: up to 5 s in hand for SES's Send event, so past 6 s silence means "never sent".
+FAULT_PROGRAMS = {"EMAIL_CONFIRM_SECONDS": "6"}
 
 FIGURES = pytest.StashKey[list[Figures]]()
 
@@ -75,7 +78,7 @@ def own_stack(
     fault_proxy = FaultProxy(emulator.port) if proxy else None
     endpoint = fault_proxy.endpoint_url if fault_proxy else emulator.endpoint_url
     stack_env = stack_environment(
-        endpoint, tmp_path_factory.mktemp("fault-data"), **FAULT_TOPOLOGY, **env
+        endpoint, tmp_path_factory.mktemp("fault-data"), **FAULT_TOPOLOGY, **FAULT_PROGRAMS, **env
     )
     stack = SupervisedStack(tmp_path_factory.mktemp("fault-stack"), stack_env)
     try:

@@ -10,11 +10,18 @@ import uuid
 from typing import Any
 
 import pytest
+from botocore.exceptions import ReadTimeoutError
+from sqlalchemy import create_engine, select
 
 from pubsub_supervisor.aws import make_clients
+from pubsub_supervisor.db import make_engine
+from pubsub_supervisor.events import OrderCreated, decode
 from pubsub_supervisor.settings import Settings
+from services.email.handler import EmailService
+from services.email.sends import email_sends
 from tests.support.emulators import Emulator
 from tests.support.stack import ROOT, Api, SupervisedStack, wait_for
+from web.schema import outbox
 
 pytestmark = [
     pytest.mark.integration,
@@ -259,3 +266,94 @@ def test_every_log_line_is_json(stack: SupervisedStack) -> None:
         records = log_records(stack, program)
         assert records, program
         assert {r["program"] for r in records} == {program}
+
+
+def test_ses_reports_each_confirmation_back_to_the_email_service(
+    api: Api, emulator: Emulator, stack_settings: Settings
+) -> None:
+    """The configuration set's Send event comes back through SNS and the email-sends queue
+    to the email program, which records it: what settles a send whose answer was lost
+    (tests/unit/test_email_sends.py, and the email kill test in tests/faults/)."""
+    if emulator.kind in ("moto", "ministack"):
+        pytest.skip(f"{emulator.kind} publishes no SES send events (docs/emulator-parity.md)")
+    buyer = email()
+    order_id = api.post_order(buyer, [{"sku": "KB-001", "quantity": 1}]).json()["id"]
+    api.wait_settled(order_id)
+    engine = create_engine(stack_settings.database_url("email"))
+
+    def confirmation() -> Any:
+        with engine.connect() as conn:
+            return conn.execute(
+                select(email_sends).where(
+                    email_sends.c.order_id == order_id, email_sends.c.confirmed_at.is_not(None)
+                )
+            ).first()
+
+    try:
+        row = wait_for(confirmation, 20, "SES's Send event to reach the email service")
+    finally:
+        engine.dispose()
+    assert row.attempts == 1
+    assert row.ses_message_id
+
+
+class AnswerLost:
+    """SES as the email service saw it just before it was killed: the mail went out, the
+    answer never came back."""
+
+    def __init__(self, ses: Any) -> None:
+        self.ses = ses
+
+    def send_email(self, **kwargs: Any) -> Any:
+        self.ses.send_email(**kwargs)
+        raise ReadTimeoutError(endpoint_url="(killed before the answer)")
+
+
+def test_a_send_whose_answer_was_lost_is_settled_by_its_send_event(
+    stack: SupervisedStack, api: Api, emulator: Emulator, stack_settings: Settings
+) -> None:
+    """The email kill in the fault suite, made deterministic: SES took the mail, the
+    process died before recording it. The restarted service must find SES's Send event
+    and not send the confirmation again."""
+    if emulator.kind in ("moto", "ministack"):
+        pytest.skip(f"{emulator.kind} publishes no SES send events (docs/emulator-parity.md)")
+    buyer = email()
+    stack.ctl("stop", "email_service")
+    try:
+        order_id = api.post_order(buyer, [{"sku": "KB-001", "quantity": 1}]).json()["id"]
+        web = create_engine(stack_settings.database_url("web"))
+        with web.connect() as conn:
+            body = conn.execute(
+                select(outbox.c.body).where(outbox.c.aggregate_id == order_id)
+            ).scalar_one()
+        web.dispose()
+        event = decode(body)
+        assert isinstance(event, OrderCreated)
+        # The process that is about to die: it claims the event, records its attempt,
+        # SES sends the mail, and the answer is lost.
+        engine = make_engine(stack_settings.database_url("email"))
+        dying = EmailService(
+            engine,
+            AnswerLost(make_clients(stack_settings).ses),  # type: ignore[arg-type]
+            stack_settings.email_sender,
+            lease_seconds=1,
+            configuration_set=stack_settings.topology.configuration_set,
+        )
+        with pytest.raises(ReadTimeoutError):
+            dying(event)
+        engine.dispose()
+        assert len(emulator.sent_emails(buyer)) == 1
+    finally:
+        stack.ctl("start", "email_service")
+
+    # The restarted program receives the order's event and SES's Send event together.
+    order = api.wait_settled(order_id, timeout=60)
+    assert order["services"]["email"]["status"] == "processed"
+    assert len(emulator.sent_emails(buyer)) == 1
+    settled = [
+        r
+        for r in log_records(stack, "email_service")
+        if r.get("message") == "an earlier send went out; not sending again"
+        and r.get("order_id") == order_id
+    ]
+    assert len(settled) == 1

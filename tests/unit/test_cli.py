@@ -43,10 +43,11 @@ def test_dry_run_on_an_empty_account_lists_every_resource_with_its_policies(
         assert "RedriveAllowPolicy" in dlq
         assert f"would create subscription {queue.topic} -> {queue.name}\n" in out
     assert "would create email identity orders@example.com" in out
+    assert "would create configuration set cli-email\n" in out
+    assert "would create event destination cli-email\n" in out
     assert "would would" not in out
-    assert (
-        f"{2 + 2 * len(topology.queues) + len(topology.queues) + 1} resource(s) would change" in out
-    )
+    topics, queues = len(topology.topics), len(topology.queues)
+    assert f"{topics + 2 * queues + queues + 1 + 2} resource(s) would change" in out
     # Nothing was created.
     assert run(capsys, "provision", "--check")[0] == cli.EXIT_FAILED
 

@@ -147,6 +147,7 @@ def test_no_wildcards_and_only_own_resources(policy: dict[str, object], settings
         | {ARNS.queue(q.dlq_name) for q in topology.queues}
         | {ARNS.email_identity(settings.email_sender)}
         | {ARNS.email_identity(settings.email_sender.rpartition("@")[2])}
+        | {ARNS.configuration_set(topology.configuration_set or "")}
     )
     statements = policy["Statement"]
     assert isinstance(statements, list)
@@ -171,6 +172,16 @@ def test_each_resource_gets_only_what_its_role_needs(
     assert iam.allows(policy, "sqs:SendMessage", dlq)
     assert iam.allows(policy, "sns:Publish", ARNS.topic(topology.results_topic))
     assert iam.allows(policy, "ses:SendEmail", identity, sender)
+    # Confirmations go out with the stack's configuration set (SES checks it too); SES,
+    # not the programs, publishes to the send-events topic.
+    assert topology.configuration_set
+    assert topology.email_sends_topic
+    configuration_set = ARNS.configuration_set(topology.configuration_set)
+    assert iam.allows(policy, "ses:SendEmail", configuration_set, sender)
+    assert not iam.allows(policy, "sns:Publish", ARNS.topic(topology.email_sends_topic))
+    assert iam.allows(
+        policy, "sqs:ReceiveMessage", ARNS.queue(topology.queue_for("email-sends").name)
+    )
     # The web's DLQ page reads dead letters and redrives them to their source queue;
     # nothing may purge a queue or change a queue's definition.
     assert iam.allows(policy, "sqs:ReceiveMessage", dlq)

@@ -64,7 +64,7 @@ def test_depths_count_each_queue_and_its_dlq(sqs: Any, topology: Topology) -> No
 
     depths = {d.name: d for d in QueueReader(sqs, topology).depths()}
 
-    assert list(depths) == ["t-email", "t-inventory", "t-web"]
+    assert list(depths) == ["t-email", "t-inventory", "t-web", "t-email-sends"]
     assert (depths["t-email"].visible, depths["t-email"].in_flight) == (2, 1)
     assert depths["t-email"].dlq_visible == 0
     assert depths["t-inventory"].dlq_visible == 1

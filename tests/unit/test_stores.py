@@ -31,6 +31,7 @@ from pubsub_supervisor.migrate import current, head, migrate
 from pubsub_supervisor.settings import STORE_NAMES, Settings
 from services import idempotency
 from services.analytics import handler as analytics
+from services.email import sends
 from services.inventory import handler as inventory
 from tests.conftest import ROOT
 from tests.support import store_workers
@@ -51,7 +52,7 @@ def _store_metadata(store_name: str) -> MetaData:
     metadata = MetaData()
     tables = {
         "web": list(schema.metadata.tables.values()),
-        "email": [idempotency.processed_events],
+        "email": [idempotency.processed_events, sends.email_sends],
         "inventory": [*inventory.metadata.tables.values(), idempotency.processed_events],
         "analytics": [*analytics.metadata.tables.values(), idempotency.processed_events],
     }[store_name]

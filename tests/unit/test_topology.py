@@ -41,10 +41,20 @@ def apply(topology: Topology, clients: dict[str, Any], *, dry_run: bool = False)
 
 
 def test_names_come_from_one_prefix(topology: Topology) -> None:
-    assert topology.topics == ("t-order-events", "t-order-results")
-    assert [q.name for q in topology.queues] == ["t-email", "t-inventory", "t-web"]
+    assert topology.topics == ("t-order-events", "t-order-results", "t-email-sends")
+    assert [q.name for q in topology.queues] == ["t-email", "t-inventory", "t-web", "t-email-sends"]
     assert topology.queue_for("web").topic == "t-order-results"
     assert topology.queue_for("email").dlq_name == "t-email-dlq"
+    # SES reports each confirmation it accepted through the configuration set.
+    assert topology.configuration_set == "t-email"
+    assert topology.queue_for("email-sends").topic == "t-email-sends"
+
+
+def test_without_email_there_is_no_send_events_queue() -> None:
+    topology = build_topology(prefix="t", services=("inventory",))
+    assert topology.topics == ("t-order-events", "t-order-results")
+    assert topology.configuration_set is None
+    assert [q.name for q in topology.queues] == ["t-inventory", "t-web"]
 
 
 def test_apply_creates_everything_then_changes_nothing(
@@ -53,7 +63,9 @@ def test_apply_creates_everything_then_changes_nothing(
     first = apply(topology, clients)
     kinds = sorted({(c.action, c.kind) for c in first})
     assert kinds == [
+        ("create", "configuration set"),
         ("create", "email identity"),
+        ("create", "event destination"),
         ("create", "queue"),
         ("create", "subscription"),
         ("create", "topic"),
@@ -109,11 +121,31 @@ def test_dry_run_lists_creations_and_creates_nothing(
         "t-inventory-dlq",
         "t-web",
         "t-web-dlq",
+        "t-email-sends",
+        "t-email-sends-dlq",
+    }
+    assert {(c.kind, c.name) for c in changes if c.kind.startswith(("config", "event"))} == {
+        ("configuration set", "t-email"),
+        ("event destination", "t-email"),
     }
     described = "\n".join(c.describe() for c in changes)
     assert "aws:SourceArn" in described  # the policy is shown, not just the name
     assert clients["sqs"].list_queues().get("QueueUrls", []) == []
     assert clients["sns"].list_topics()["Topics"] == []
+    assert clients["ses"].list_configuration_sets()["ConfigurationSets"] == []
+
+
+def test_configuration_set_publishes_send_events_to_its_topic(
+    topology: Topology, clients: dict[str, Any]
+) -> None:
+    apply(topology, clients)
+    described = clients["ses"].describe_configuration_set(
+        ConfigurationSetName="t-email", ConfigurationSetAttributeNames=["eventDestinations"]
+    )
+    [destination] = described["EventDestinations"]
+    assert destination["SNSDestination"]["TopicARN"] == ARNS.topic("t-email-sends")
+    assert [t.lower() for t in destination["MatchingEventTypes"]] == ["send"]
+    assert destination["Enabled"] is True
 
 
 def test_hook_reads_the_same_names_as_the_settings() -> None:

@@ -61,7 +61,13 @@ def test_pipeline_json_has_depths_backlog_and_charts(sqs: Any, client: FlaskClie
 
     assert state["queues_error"] is None
     depths = {q["name"]: q["depth"] for q in state["queues"]}
-    assert list(depths) == ["pubsub-email", "pubsub-inventory", "pubsub-analytics", "pubsub-web"]
+    assert list(depths) == [
+        "pubsub-email",
+        "pubsub-inventory",
+        "pubsub-analytics",
+        "pubsub-web",
+        "pubsub-email-sends",
+    ]
     assert depths["pubsub-inventory"]["visible"] == 1
     assert depths["pubsub-web"]["dlq_visible"] == 1
     assert state["outbox_backlog"] == 1  # no relay runs here
