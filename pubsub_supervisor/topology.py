@@ -276,6 +276,8 @@ def sends_destination_name(configuration_set: str) -> str:
     """Name of the configuration set's one event destination (unique per set: LocalStack
     and moto, unlike AWS, keep one namespace of destination names for every set)."""
     return f"{configuration_set}-sends"
+
+
 #: Error codes of an endpoint that does not implement SES event destinations (MiniStack).
 _UNSUPPORTED = {"InvalidAction", "UnknownOperationException", "NotImplemented", "501"}
 
@@ -319,8 +321,9 @@ def _apply_configuration_set(
     if existing is not None and _destination_matches(existing, wanted):
         return
     detail = {"topic": wanted["SNSDestination"]["TopicARN"], "events": "send"}
-    record(Change("update" if existing else "create", "event destination", name, detail))
+    change = Change("update" if existing else "create", "event destination", name, detail)
     if dry_run:
+        record(change)
         return
     try:
         if existing is None:
@@ -339,6 +342,8 @@ def _apply_configuration_set(
             f"WARNING: this endpoint cannot publish SES send events ({code}): the email "
             "service cannot confirm a send it lost the answer to, and resends it"
         )
+        return
+    record(change)
 
 
 def _destination_matches(current: Mapping[str, Any], wanted: Mapping[str, Any]) -> bool:

@@ -61,6 +61,8 @@ class Emulator(Protocol):
     kind: str
     #: Queue attributes it accepts but does not keep (re-provisioning shows them as drift).
     dropped_attributes: frozenset[str]
+    #: Kinds of resource it cannot create (provisioning warns; a dry run lists them again).
+    unsupported: frozenset[str]
 
     @property
     def endpoint_url(self) -> str: ...
@@ -95,6 +97,7 @@ class LocalStackEmulator:
 
     kind = "native"
     dropped_attributes: frozenset[str] = frozenset()
+    unsupported: frozenset[str] = frozenset()
 
     def __init__(self, state_dir: Path, prefix: str) -> None:
         self.localstack = NativeLocalStack(
@@ -137,6 +140,7 @@ class ContainerLocalStack:
 
     kind = "testcontainers"
     dropped_attributes: frozenset[str] = frozenset()
+    unsupported: frozenset[str] = frozenset()
 
     def __init__(self, image: str, prefix: str, region: str = "us-east-1") -> None:
         self.image = image
@@ -231,6 +235,7 @@ class ServerEmulator:
 
     kind = ""
     dropped_attributes: frozenset[str] = frozenset()
+    unsupported: frozenset[str] = frozenset()
     #: A URL that answers once the server is up.
     ready_path = "/"
 
@@ -342,6 +347,7 @@ class MiniStackEmulator(ServerEmulator):
 
     kind = "ministack"
     ready_path = "/_ministack/health"
+    unsupported = frozenset({"event destination"})
 
     def command(self) -> list[str]:
         """The `ministack` server in the foreground."""
