@@ -134,11 +134,11 @@ def stack_env(
         tmp_path_factory.mktemp("data"),
         PUBSUB_TEST_AWS_CALL_LOG=str(aws_call_log),
     )
-    if emulator.kind in ("moto", "ministack"):
-        # They keep a stopped stack's long polls open for the full wait and hand them
-        # messages, which then return only after their visibility timeout: short polls
-        # end before the next session stack (each store, each module order) is up.
-        env["CONSUMER_WAIT_SECONDS"] = "2"
+    # Every emulator keeps a stopped stack's long polls open for the full wait and hands
+    # them messages, which come back only after their visibility timeout (30 s). Session
+    # stacks follow one another on the same queues (each store, each module order), so
+    # theirs poll 2 s at a time: a stopped stack's polls end before the next takes orders.
+    env["CONSUMER_WAIT_SECONDS"] = "2"
     if store_kind == "sqlite":
         yield env
         return
