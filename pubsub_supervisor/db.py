@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import sqlite3
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +15,25 @@ from sqlalchemy.engine import make_url
 
 #: Execution option that makes a SQLite transaction take the write lock at BEGIN.
 _WRITE = "pubsub_write"
+
+
+#: How long a connection keeps trying to switch a new database to WAL.
+WAL_SWITCH_SECONDS = 10.0
+
+
+def _enable_wal(cursor: Any) -> None:
+    """Switch the database to WAL (it stays so). Programs that start together open a new
+    file at once, and SQLite answers "database is locked" to all but one switch without
+    waiting for its busy timeout: try again until the first switch is done."""
+    deadline = time.monotonic() + WAL_SWITCH_SECONDS
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 def make_engine(url: str) -> Engine:
@@ -31,9 +52,9 @@ def make_engine(url: str) -> Engine:
         # Let SQLAlchemy's `begin` event issue BEGIN itself (pysqlite's own is unreliable).
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA busy_timeout=10000")
+        _enable_wal(cursor)
+        cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 
