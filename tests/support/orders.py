@@ -142,6 +142,8 @@ class Ledger:
         self.emulator_url = emulator_url
         #: Mail the emulator sent before it lost its state (see `keep_sent_mail`).
         self.kept_mail: dict[str, list[str]] = {}
+        #: Ids of mail the emulator was saving when it was frozen (an unreadable file).
+        self.half_kept_mail: set[str] = set()
 
     def baseline(self) -> Baseline:
         """Totals now."""
@@ -190,18 +192,45 @@ class Ledger:
         before it lost its state."""
         messages = requests.get(f"{self.emulator_url}/_aws/ses", timeout=30).json()["messages"]
         sent: dict[str, list[str]] = {k: list(v) for k, v in self.kept_mail.items()}
+        for message_id in self.half_kept_mail:
+            # Frozen while it saved this mail: SES had taken it. The email service knows
+            # whom it was for only if SES's Send event for it reached it in time.
+            for to in self._recipients_of(message_id):
+                if message_id not in sent.get(to, []):
+                    sent.setdefault(to, []).append(message_id)
         for message in messages:
             for to in message["Destination"]["ToAddresses"]:
                 if message["Id"] not in sent.get(to, []):
                     sent.setdefault(to, []).append(message["Id"])
         return sent
 
+    def _recipients_of(self, ses_message_id: str) -> list[str]:
+        orders = read_store(
+            self.data_dir / "email.sqlite3",
+            "SELECT order_id FROM email_sends WHERE ses_message_id = ?",
+            ses_message_id,
+        )
+        return [
+            to
+            for (order_id,) in orders
+            for (to,) in read_store(
+                self.data_dir / "web.sqlite3",
+                "SELECT customer_email FROM orders WHERE id = ?",
+                order_id,
+            )
+        ]
+
     def keep_sent_mail(self, state_dir: Path) -> int:
         """Read the mail a stopped emulator had sent from its files (call it after the
         emulator is frozen or dead: a graceful stop deletes them); returns how many."""
         kept = 0
         for path in glob.glob(str(state_dir / "**" / "ses" / "*.json"), recursive=True):
-            message = json.loads(Path(path).read_text())
+            try:
+                message = json.loads(Path(path).read_text())
+            except ValueError:
+                # Frozen in the middle of writing it: see sent_mail.
+                self.half_kept_mail.add(Path(path).stem)
+                continue
             for to in message["Destination"]["ToAddresses"]:
                 ids = self.kept_mail.setdefault(to, [])
                 if message["Id"] not in ids:
