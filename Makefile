@@ -46,10 +46,10 @@ emulator-venv: $(EMULATOR_VENV)/.synced ## Create the native LocalStack virtuale
 ministack-venv: $(MINISTACK_VENV)/.synced ## Create the MiniStack virtualenv (parity tier)
 
 dev: venv emulator-venv ## Run the whole stack natively: LocalStack, then supervisord (Ctrl-C stops it)
-	$(VENV)/bin/python -m pubsub_supervisor.dev
+	$(VENV)/bin/python -m devtools.dev
 
 emulator: venv emulator-venv ## Run only the native LocalStack, set up as `make dev` does (Ctrl-C stops it)
-	$(VENV)/bin/python -m pubsub_supervisor.dev --emulator-only
+	$(VENV)/bin/python -m devtools.dev --emulator-only
 
 lint: venv ## ruff check + format check
 	$(VENV)/bin/ruff check .
@@ -95,7 +95,7 @@ audit: venv ## pip-audit the locked dependencies (needs PyPI's JSON API)
 scan-secrets: ## Look for credentials, account ids, keys and tokens in the repo
 	scripts/scan-secrets .
 
-# The same variables pubsub_supervisor/dev.py gives supervisord, so supervisorctl finds its socket.
+# The same variables devtools/dev.py gives supervisord, so supervisorctl finds its socket.
 SUPERVISOR_ENV := PUBSUB_HOME=$(CURDIR) PUBSUB_VENV=$(CURDIR)/$(VENV) PUBSUB_RUN_DIR=$(CURDIR)/var/run PUBSUB_LOG_DIR=$(CURDIR)/var/log
 
 status: venv ## supervisorctl status of the stack `make dev` runs

@@ -42,7 +42,7 @@ from bench.harness import RunResult
 from bench.report import build_rows, plot, write_json
 from bench.stack import running_stack
 from bench.stats import Latency
-from pubsub_supervisor.emulator import STACK_SERVICES, NativeLocalStack, free_port
+from devtools.emulator import STACK_SERVICES, NativeLocalStack, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 PARTS = ("drain", "e2e", "footprint")
@@ -430,7 +430,7 @@ def main(argv: list[str]) -> int:
                     run_stack_parts(run, parts, plan, endpoint, emulator_pid, workdir)
         if "footprint" in parts:
             # After the benchmark's own emulator stopped: `make dev` starts its own.
-            say("footprint: time from `python -m pubsub_supervisor.dev` to /readyz")
+            say("footprint: time from `python -m devtools.dev` to /readyz")
             run.note_load()
             with run.part("make dev"):
                 run.dev = footprint.dev_startup(workdir / "dev", plan.dev_timeout_s, say)

@@ -23,8 +23,8 @@ from typing import Any
 import psutil
 
 from bench.stack import BenchStack
+from devtools.emulator import free_port
 from pubsub_supervisor.db import make_engine
-from pubsub_supervisor.emulator import free_port
 from tests.support.stack import PROGRAMS, wait_for
 from web.outbox import OutboxRelay
 
@@ -206,7 +206,7 @@ def relay_poll_cost(stack: BenchStack) -> dict[str, float]:
 
 @dataclass
 class DevStartup:
-    """`python -m pubsub_supervisor.dev` from its start to /readyz answering 200."""
+    """`python -m devtools.dev` from its start to /readyz answering 200."""
 
     status: str
     ready_s: float | None = None
@@ -233,11 +233,11 @@ def dev_startup(state_dir: Path, timeout: float, say: Say) -> DevStartup:
     }
     output = state_dir / "dev.log"
     state_dir.mkdir(parents=True, exist_ok=True)
-    say(f"  starting python -m pubsub_supervisor.dev (emulator :{emulator_port}, web :{web_port})")
+    say(f"  starting python -m devtools.dev (emulator :{emulator_port}, web :{web_port})")
     started = time.monotonic()
     with output.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "pubsub_supervisor.dev", "--state-dir", str(state_dir / "ls")],
+            [sys.executable, "-m", "devtools.dev", "--state-dir", str(state_dir / "ls")],
             env=env,
             cwd=ROOT,
             stdin=subprocess.DEVNULL,

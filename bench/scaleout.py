@@ -34,13 +34,13 @@ import requests
 from sqlalchemy import Engine, create_engine, func, select, text
 from sqlalchemy.engine import make_url
 
+from devtools.emulator import NativeLocalStack, free_port
+from devtools.postgres import throwaway
 from pubsub_supervisor import db
-from pubsub_supervisor.aws import arns_for, make_clients
-from pubsub_supervisor.emulator import NativeLocalStack, free_port
-from pubsub_supervisor.postgres import throwaway
+from pubsub_supervisor.clients import arns_for, make_clients
+from pubsub_supervisor.idempotency import processed_events
 from pubsub_supervisor.settings import SERVICE_NAMES, STORE_NAMES, Settings
 from pubsub_supervisor.topology import apply_topology
-from services.idempotency import processed_events
 from web.schema import order_services, outbox
 
 ROOT = Path(__file__).resolve().parent.parent

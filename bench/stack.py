@@ -14,9 +14,9 @@ from urllib.parse import urlsplit
 
 from sqlalchemy import Engine
 
-from pubsub_supervisor.aws import arns_for, make_clients
+from devtools.emulator import free_port
+from pubsub_supervisor.clients import arns_for, make_clients
 from pubsub_supervisor.db import make_engine
-from pubsub_supervisor.emulator import free_port
 from pubsub_supervisor.settings import Settings
 from pubsub_supervisor.topology import apply_topology
 from tests.support.stack import SupervisedStack

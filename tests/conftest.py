@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pubsub_supervisor.postgres import find_bin_dir, throwaway
+from devtools.postgres import find_bin_dir, throwaway
 from pubsub_supervisor.settings import Settings
 from tests.support.postgres import fresh_database
 

@@ -99,4 +99,4 @@ def analytics() -> Response:
 @bp.get("/pipeline")
 def pipeline() -> Response:
     """Queue depths, consumer counters, the outbox backlog and the analytics summary."""
-    return jsonify(get_context().pipeline.snapshot())
+    return jsonify(get_context().dashboard.snapshot())

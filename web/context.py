@@ -4,18 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
-from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 
-from pubsub_supervisor.aws import AwsClients, arns_for, make_clients
 from pubsub_supervisor.catalog import Product, load_catalog
+from pubsub_supervisor.clients import AwsClients, arns_for, make_clients
 from pubsub_supervisor.db import make_engine
 from pubsub_supervisor.settings import Settings
 from web import store
-
-if TYPE_CHECKING:
-    from web.pipeline import Pipeline
+from web.dashboard import Dashboard
 
 
 @dataclass
@@ -55,11 +52,9 @@ class WebContext:
         return {**by_name, store.ORDER_EVENTS: by_name[topology.order_topic]}
 
     @cached_property
-    def pipeline(self) -> Pipeline:
+    def dashboard(self) -> Dashboard:
         """Reads queue depths, consumer counters and the outbox for the dashboard."""
-        from web.pipeline import Pipeline
-
-        return Pipeline(self)
+        return Dashboard(self.settings, self.engine, self.probe.sqs)
 
     def close(self) -> None:
         """Close pooled database connections (tests, shutdown)."""

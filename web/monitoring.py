@@ -7,7 +7,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from pubsub_supervisor import metrics
 from web import get_context
-from web.pipeline import ScrapeCollector
+from web.dashboard import ScrapeCollector
 
 bp = Blueprint("monitoring", __name__)
 
@@ -16,6 +16,6 @@ bp = Blueprint("monitoring", __name__)
 def scrape() -> Response:
     """Every program's metrics, plus queue depths and the outbox backlog read now."""
     context = get_context()
-    collector = ScrapeCollector(context.pipeline, context.settings.program_name)
+    collector = ScrapeCollector(context.dashboard, context.settings.program_name)
     body = generate_latest(metrics.registry([collector]))
     return Response(body, headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -158,7 +158,7 @@ def order_page(order_id: str) -> str:
 @bp.get("/pipeline")
 def dashboard() -> str:
     """Queues, consumers, outbox and analytics at a glance."""
-    return render_template("dashboard.html", pipeline=get_context().pipeline.snapshot())
+    return render_template("dashboard.html", pipeline=get_context().dashboard.snapshot())
 
 
 @bp.get("/dlq")
@@ -170,12 +170,12 @@ def dead_letters() -> str:
     message an operator is looking for is worse than one that takes a long poll to
     load. The queues are read side by side, so the page costs one poll, not four.
     """
-    pipeline = get_context().pipeline
+    dashboard = get_context().dashboard
     specs = list(get_context().settings.topology.queues)
 
     def read(spec: QueueSpec) -> tuple[list[dlq.DeadLetter], str | None]:
         try:
-            return dlq.list_dead_letters(pipeline.reader.sqs, spec), None
+            return dlq.list_dead_letters(dashboard.reader.sqs, spec), None
         except Exception as failure:
             return [], str(failure)
 
@@ -194,7 +194,7 @@ def redrive() -> Response:
 
     :raise 400: the form names no dead-letter queue of this stack.
     """
-    pipeline = get_context().pipeline
+    dashboard = get_context().dashboard
     name = request.form.get("dlq", "")
     message_id = request.form.get("message_id") or None
     spec = next((q for q in get_context().settings.topology.queues if q.dlq_name == name), None)
@@ -202,7 +202,7 @@ def redrive() -> Response:
         abort(400, f"{name!r} is not a dead-letter queue of this stack.")
     try:
         result = dlq.redrive(
-            pipeline.reader.sqs, spec, message_ids={message_id} if message_id else None
+            dashboard.reader.sqs, spec, message_ids={message_id} if message_id else None
         )
     except Exception as error:
         # SQS unreachable, or a role without the redrive permissions: say which.

@@ -13,12 +13,12 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 from pubsub_supervisor import logs, metrics
-from pubsub_supervisor.aws import queue_url, until_reachable
+from pubsub_supervisor.clients import queue_url, until_reachable
 from pubsub_supervisor.errors import PoisonMessage
 from pubsub_supervisor.events import ServiceResult, decode
+from pubsub_supervisor.runtime import Consumer, ConsumerConfig, Message, exit_after_drain
+from pubsub_supervisor.runtime.metrics import MetricsMiddleware
 from pubsub_supervisor.settings import Settings
-from services.metrics import MetricsMiddleware
-from services.runtime import Consumer, ConsumerConfig, Message, exit_after_drain
 from web import store
 from web.context import WebContext
 from web.outbox import OutboxRelay

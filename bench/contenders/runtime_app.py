@@ -1,4 +1,4 @@
-"""The project's own consumer runtime (`services.runtime`) on the raw SNS-delivered events."""
+"""The project's own consumer runtime (`pubsub_supervisor.runtime`) on raw SNS events."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 
 from bench.contenders.common import WorkerEnv, make_handler, sqs_client
 from bench.tally import Tally
-from services.runtime import Consumer, ConsumerConfig, Message
+from pubsub_supervisor.runtime import Consumer, ConsumerConfig, Message
 
 
 def run(env: WorkerEnv, tally: Tally) -> None:

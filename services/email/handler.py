@@ -14,17 +14,17 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError, ConnectTimeoutError, EndpointConnectionError
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from pubsub_supervisor.aws import AwsClients
+from pubsub_supervisor import idempotency
+from pubsub_supervisor.clients import AwsClients
 from pubsub_supervisor.db import make_engine
 from pubsub_supervisor.errors import PoisonMessage, RetryLater
 from pubsub_supervisor.events import OrderCreated, utcnow
+from pubsub_supervisor.idempotency import Outcome
 from pubsub_supervisor.migrate import migrate
+from pubsub_supervisor.runtime import Message
 from pubsub_supervisor.settings import Settings
 from pubsub_supervisor.topology import EMAIL_SENDS
-from services import idempotency
 from services.email import sends
-from services.idempotency import Outcome
-from services.runtime import Message
 
 if TYPE_CHECKING:
     from mypy_boto3_ses import SESClient

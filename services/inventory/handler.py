@@ -14,15 +14,14 @@ from sqlalchemy import (
     update,
 )
 
-from pubsub_supervisor import db
-from pubsub_supervisor.aws import AwsClients
+from pubsub_supervisor import db, idempotency
 from pubsub_supervisor.catalog import Product, load_catalog
+from pubsub_supervisor.clients import AwsClients
 from pubsub_supervisor.db import make_engine
 from pubsub_supervisor.events import OrderCreated
+from pubsub_supervisor.idempotency import Outcome
 from pubsub_supervisor.migrate import migrate
 from pubsub_supervisor.settings import Settings
-from services import idempotency
-from services.idempotency import Outcome
 
 #: The DDL is in pubsub_supervisor/migrations/versions/inventory.
 metadata = MetaData()

@@ -11,7 +11,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 from sqlalchemy import create_engine, select
 
-from pubsub_supervisor.aws import make_clients
+from pubsub_supervisor.clients import make_clients
 from pubsub_supervisor.settings import Settings
 from tests.browser.conftest import VIEWPORT, Console, screenshot
 from tests.support.emulators import Emulator

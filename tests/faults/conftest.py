@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from pubsub_supervisor.aws import AwsClients, make_clients
-from pubsub_supervisor.emulator import NativeLocalStack
+from devtools.emulator import NativeLocalStack
+from pubsub_supervisor.clients import AwsClients, make_clients
 from pubsub_supervisor.settings import Settings
 from tests.support.faultproxy import FaultProxy
 from tests.support.fixtures import settings_for, stack_environment, start_localstack

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from services.runtime import Consumer, ConsumerConfig, Message
+from pubsub_supervisor.runtime import Consumer, ConsumerConfig, Message
 from tests.faults.conftest import FaultStack
 from tests.support.orders import Figures, OrderStream
 from tests.support.stack import wait_for

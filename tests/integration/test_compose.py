@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import requests
 
-from pubsub_supervisor.emulator import free_port, port_is_free
+from devtools.emulator import free_port, port_is_free
 from tests.support.compose import ComposeStack
 from tests.support.docker import BASE_IMAGES, LOCALSTACK_IMAGES, local_image
 from tests.support.stack import PROGRAMS, ROOT, Api, wait_for

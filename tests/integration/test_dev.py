@@ -1,4 +1,4 @@
-"""`python -m pubsub_supervisor.dev` with a real LocalStack and a real supervisord."""
+"""`python -m devtools.dev` with a real LocalStack and a real supervisord."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from pubsub_supervisor.dev import EXIT_EMULATOR, EXIT_OK, EXIT_SUPERVISOR
-from pubsub_supervisor.emulator import free_port, port_is_free
+from devtools.dev import EXIT_EMULATOR, EXIT_OK, EXIT_SUPERVISOR
+from devtools.emulator import free_port, port_is_free
 from tests.integration.helpers import (
     REPO,
     pid_alive,
@@ -58,7 +58,7 @@ printf '%s' "$RESOURCE_PREFIX" > "$MARKER_DIR/hook.marker"
 
 @dataclass
 class DevRun:
-    """One `python -m pubsub_supervisor.dev` process and the paths it uses."""
+    """One `python -m devtools.dev` process and the paths it uses."""
 
     proc: subprocess.Popen[bytes]
     port: int
@@ -115,7 +115,7 @@ def start_dev(tmp_path: Path) -> Iterator[StartDev]:
         args = ["--conf", conf_path, "--state-dir", tmp_path / "state", "--init-dir", init.parent]
         with output.open("wb") as out:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "pubsub_supervisor.dev", *map(str, args)],
+                [sys.executable, "-m", "devtools.dev", *map(str, args)],
                 cwd=REPO,
                 env=env,
                 stdout=out,

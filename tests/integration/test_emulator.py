@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pubsub_supervisor.emulator import InitHookError, NativeLocalStack, free_port, port_is_free
+from devtools.emulator import InitHookError, NativeLocalStack, free_port, port_is_free
 from tests.integration.helpers import EMULATOR_VENV, processes_rooted_at, require_emulator_venv
 
 pytestmark = pytest.mark.integration

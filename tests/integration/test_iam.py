@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from pubsub_supervisor import iam
-from pubsub_supervisor.aws import arns_for, make_clients
+from pubsub_ops import iam
+from pubsub_supervisor.clients import arns_for, make_clients
 from pubsub_supervisor.settings import Settings
 from pubsub_supervisor.topology import Arns
 from tests.support.stack import PROGRAMS, Api, wait_for

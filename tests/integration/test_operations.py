@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from pubsub_supervisor.aws import make_clients
-from pubsub_supervisor.emulator import free_port
+from devtools.emulator import free_port
+from pubsub_supervisor.clients import make_clients
 from pubsub_supervisor.settings import Settings
 from tests.support.stack import ROOT, Api, SupervisedStack, wait_for
 

@@ -13,7 +13,7 @@ import pytest
 from botocore.exceptions import ReadTimeoutError
 from sqlalchemy import create_engine, select
 
-from pubsub_supervisor.aws import make_clients
+from pubsub_supervisor.clients import make_clients
 from pubsub_supervisor.db import make_engine
 from pubsub_supervisor.events import OrderCreated, decode
 from pubsub_supervisor.settings import Settings

@@ -22,11 +22,11 @@ import requests
 from sqlalchemy import Engine, func, select
 
 from pubsub_supervisor import db
-from pubsub_supervisor.aws import make_clients
 from pubsub_supervisor.catalog import load_catalog
+from pubsub_supervisor.clients import make_clients
+from pubsub_supervisor.idempotency import processed_events
 from pubsub_supervisor.settings import STORE_NAMES, Settings
 from services.analytics.handler import read_summary
-from services.idempotency import processed_events
 from services.inventory.handler import stock
 from tests.support.emulators import Emulator
 from tests.support.fixtures import settings_for, stack_environment
@@ -140,7 +140,7 @@ def kill_consumers(stack: SupervisedStack) -> None:
 
     An email is an effect outside the store: if its sender died between SES accepting a
     message and the record committing, the message would be sent again after the claim's
-    lease (at-least-once; see services/idempotency.py). Everything else commits with its
+    lease (at-least-once; see pubsub_supervisor/idempotency.py). Everything else commits with its
     record, so a kill at any instant leaves no trace.
     """
     status = stack.status()

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
-from pubsub_supervisor.aws import arns_for, make_clients
-from pubsub_supervisor.emulator import NativeLocalStack, free_port
+from devtools.emulator import NativeLocalStack, free_port
+from pubsub_supervisor.clients import arns_for, make_clients
 from pubsub_supervisor.settings import Settings
 from pubsub_supervisor.topology import apply_topology
 from tests.support.docker import LOCALSTACK_IMAGES, local_image

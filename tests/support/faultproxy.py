@@ -14,7 +14,7 @@ import re
 import socket
 import threading
 
-from pubsub_supervisor.emulator import free_port
+from devtools.emulator import free_port
 
 _SCOPE = re.compile(rb"Credential=[^/]+/\d{8}/[^/]+/([a-z0-9-]+)/aws4_request", re.IGNORECASE)
 _UNAVAILABLE = (

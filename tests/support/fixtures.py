@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from pubsub_supervisor.emulator import NativeLocalStack, free_port
+from devtools.emulator import NativeLocalStack, free_port
 from pubsub_supervisor.settings import Settings
 from tests.support.emulators import KINDS, Emulator, start_emulator
 from tests.support.postgres import fresh_database

@@ -8,13 +8,13 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from pubsub_supervisor import idempotency
 from pubsub_supervisor.catalog import Product
 from pubsub_supervisor.db import make_engine
 from pubsub_supervisor.errors import RetryLater
 from pubsub_supervisor.events import OrderCreated
 from pubsub_supervisor.migrate import migrate
 from pubsub_supervisor.settings import STORE_NAMES, Settings
-from services import idempotency
 from services.analytics.handler import AnalyticsService
 from services.inventory.handler import InventoryService
 from web.outbox import OutboxRelay

@@ -8,7 +8,7 @@ import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeoutError
 from botocore.parsers import ResponseParserError
 
-from pubsub_supervisor.aws import is_transient, retry_transient
+from pubsub_supervisor.clients import is_transient, retry_transient
 
 
 def client_error(code: str, status: int) -> ClientError:
@@ -40,7 +40,7 @@ def test_transient_failures(error: Exception, transient: bool) -> None:
 
 
 def test_retries_transient_failures_until_success(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("pubsub_supervisor.aws._pause", lambda _s, _stop: None)
+    monkeypatch.setattr("pubsub_supervisor.clients._pause", lambda _s, _stop: None)
     failures = [EndpointConnectionError(endpoint_url="x"), client_error("Throttling", 400)]
 
     def call() -> str:

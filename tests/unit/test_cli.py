@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 from moto import mock_aws
 
-from pubsub_supervisor import cli
+from pubsub_ops import cli
 from pubsub_supervisor.settings import Settings
 
 

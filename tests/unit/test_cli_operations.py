@@ -10,9 +10,9 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from pubsub_supervisor import cli
-from pubsub_supervisor.aws import arns_for, make_clients
-from pubsub_supervisor.emulator import free_port
+from devtools.emulator import free_port
+from pubsub_ops import cli
+from pubsub_supervisor.clients import arns_for, make_clients
 from pubsub_supervisor.settings import Settings
 from pubsub_supervisor.topology import apply_topology
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pubsub_supervisor.dev import DevConfigError, DevPlan
+from devtools.dev import DevConfigError, DevPlan
 from pubsub_supervisor.settings import Settings
 from pubsub_supervisor.topology import HOOK_ENV
 

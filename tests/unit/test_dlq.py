@@ -10,7 +10,8 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from pubsub_supervisor import cli, dlq
+from pubsub_ops import cli
+from pubsub_supervisor import dlq
 from pubsub_supervisor.settings import Settings
 from pubsub_supervisor.topology import QueueSpec
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pubsub_supervisor import cli
+from pubsub_ops import cli
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = [ROOT / "README.md", ROOT / "docs" / "deploy-aws.md", ROOT / "docs" / "emulator-parity.md"]

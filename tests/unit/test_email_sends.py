@@ -22,15 +22,14 @@ from moto import mock_aws
 from moto.ses.models import ses_backends
 from sqlalchemy import update
 
-from pubsub_supervisor import db
+from pubsub_supervisor import db, idempotency
 from pubsub_supervisor.db import make_engine
 from pubsub_supervisor.errors import PoisonMessage, RetryLater
 from pubsub_supervisor.events import OrderCreated, OrderItem, utcnow
+from pubsub_supervisor.runtime import Message
 from pubsub_supervisor.topology import Arns, apply_topology, build_topology
-from services import idempotency
 from services.email import sends
 from services.email.handler import EVENT_ID_TAG, EmailService
-from services.runtime import Message
 
 SENDER = "orders@example.com"
 TOPOLOGY = build_topology(prefix="t", services=("email",), email_identities=(SENDER,))

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pubsub_supervisor.emulator import (
+from devtools.emulator import (
     EmulatorError,
     EmulatorNotInstalledError,
     NativeLocalStack,

@@ -11,7 +11,7 @@ import botocore.session
 import pytest
 from botocore import xform_name
 
-from pubsub_supervisor import cli, iam
+from pubsub_ops import cli, iam
 from pubsub_supervisor.settings import Settings
 from pubsub_supervisor.topology import Arns
 
@@ -114,11 +114,11 @@ def policy_actions(policy: dict[str, object]) -> set[str]:
 
 def test_runtime_code_is_what_the_programs_import() -> None:
     files = {str(p.relative_to(ROOT)) for p in runtime_sources()}
-    assert {"web/api.py", "web/outbox.py", "services/runtime/consumer.py"} <= files
+    assert {"web/api.py", "web/outbox.py", "pubsub_supervisor/runtime/consumer.py"} <= files
     assert "services/email/handler.py" in files
     # The operator's command line (`pubsub provision`...) is not part of it; the DLQ
     # module is, since the web's DLQ page reads and redrives dead letters.
-    assert "pubsub_supervisor/cli.py" not in files
+    assert "pubsub_ops/cli.py" not in files
     assert "pubsub_supervisor/dlq.py" in files
 
 

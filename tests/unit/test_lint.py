@@ -10,8 +10,8 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from pubsub_supervisor import lint
-from pubsub_supervisor.lint import Snapshot, Subscription
+from pubsub_ops import lint
+from pubsub_ops.lint import Snapshot, Subscription
 from pubsub_supervisor.settings import Settings
 from pubsub_supervisor.topology import Arns, apply_topology, build_topology, queue_policy
 

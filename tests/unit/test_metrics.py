@@ -13,8 +13,8 @@ import pytest
 from prometheus_client import CollectorRegistry, Counter
 
 from pubsub_supervisor import metrics
-from services.metrics import AGE_WINDOW_SECONDS, MetricsMiddleware
-from services.runtime import Message
+from pubsub_supervisor.runtime import Message
+from pubsub_supervisor.runtime.metrics import AGE_WINDOW_SECONDS, MetricsMiddleware
 
 
 def dead_pid() -> int:

@@ -17,11 +17,10 @@ import pytest
 from moto import mock_aws
 from sqlalchemy import Column, Connection, Integer, MetaData, String, Table, select, update
 
-from pubsub_supervisor import db
+from pubsub_supervisor import db, idempotency
 from pubsub_supervisor.errors import PoisonMessage, RetryLater
-from services import idempotency
-from services.idempotency import Outcome
-from services.runtime import Consumer, ConsumerConfig, Message, retry_delay
+from pubsub_supervisor.idempotency import Outcome
+from pubsub_supervisor.runtime import Consumer, ConsumerConfig, Message, retry_delay
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -370,7 +369,7 @@ def test_a_queue_without_redrive_policy_is_consumed(sqs: SQSClient) -> None:
 def test_exit_after_drain_flushes_the_logs_and_keeps_the_code() -> None:
     script = (
         "import logging, sys\n"
-        "from services.runtime import exit_after_drain\n"
+        "from pubsub_supervisor.runtime import exit_after_drain\n"
         "logging.basicConfig(stream=sys.stdout, format='%(message)s', level=logging.INFO)\n"
         "logging.info('consumer stopped')\n"
         "exit_after_drain(3)\n"

@@ -22,14 +22,13 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, MetaData, func, inspect, select, text
 
-from pubsub_supervisor import db
+from pubsub_supervisor import db, idempotency
 from pubsub_supervisor.catalog import Product
 from pubsub_supervisor.db import make_engine
 from pubsub_supervisor.errors import RetryLater
 from pubsub_supervisor.events import OrderCreated, OrderItem, new_id
 from pubsub_supervisor.migrate import current, head, migrate
 from pubsub_supervisor.settings import STORE_NAMES, Settings
-from services import idempotency
 from services.analytics import handler as analytics
 from services.email import sends
 from services.inventory import handler as inventory

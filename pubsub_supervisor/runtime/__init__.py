@@ -1,7 +1,7 @@
 """The shared consumer runtime: it polls, dispatches, acknowledges and drains; it knows
 nothing about orders."""
 
-from services.runtime.consumer import (
+from pubsub_supervisor.runtime.consumer import (
     Consumer,
     ConsumerConfig,
     ConsumerStats,
@@ -9,8 +9,8 @@ from services.runtime.consumer import (
     exit_after_drain,
     retry_delay,
 )
-from services.runtime.message import Message
-from services.runtime.middleware import Middleware
+from pubsub_supervisor.runtime.message import Message
+from pubsub_supervisor.runtime.middleware import Middleware
 
 __all__ = [
     "Consumer",

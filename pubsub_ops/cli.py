@@ -14,9 +14,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from pubsub_supervisor import dlq, iam, lint
-from pubsub_supervisor.aws import arns_for, make_clients
+from pubsub_ops import iam, lint
+from pubsub_supervisor import dlq
 from pubsub_supervisor.catalog import load_catalog
+from pubsub_supervisor.clients import arns_for, make_clients
 from pubsub_supervisor.db import make_engine
 from pubsub_supervisor.events import (
     OrderCreated,

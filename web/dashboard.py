@@ -18,7 +18,10 @@ from pubsub_supervisor.queues import QueueDepth, QueueReader
 from web import charts, store
 
 if TYPE_CHECKING:
-    from web.context import WebContext
+    from mypy_boto3_sqs import SQSClient
+    from sqlalchemy import Engine
+
+    from pubsub_supervisor.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -26,12 +29,13 @@ log = logging.getLogger(__name__)
 DEPTH_CACHE_SECONDS = 1.0
 
 
-class Pipeline:
-    """Reads the pipeline's state for one web process."""
+class Dashboard:
+    """The dashboard's read model: the pipeline's state, read for one web process."""
 
-    def __init__(self, context: WebContext) -> None:
-        self.context = context
-        self.reader = QueueReader(context.probe.sqs, context.settings.topology)
+    def __init__(self, settings: Settings, engine: Engine, sqs: SQSClient) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.reader = QueueReader(sqs, settings.topology)
         self._lock = threading.Lock()
         self._depths: tuple[float, list[QueueDepth], str | None] = (0.0, [], None)
 
@@ -53,7 +57,7 @@ class Pipeline:
         rows, error = self.depths()
         totals = metrics.consumer_totals(metrics.registry())
         queues = []
-        for spec in self.context.settings.topology.queues:
+        for spec in self.settings.topology.queues:
             depth = next((asdict(r) for r in rows if r.name == spec.name), None)
             counts = totals.get(spec.name, metrics.ConsumerTotals())
             queues.append(
@@ -65,7 +69,7 @@ class Pipeline:
                     "counters": asdict(counts),
                 }
             )
-        summary = store.analytics(self.context.engine) or {
+        summary = store.analytics(self.engine) or {
             "orders": 0,
             "revenue_cents": 0,
             "units": 0,
@@ -78,7 +82,7 @@ class Pipeline:
             "time": now.isoformat(),
             "queues": queues,
             "queues_error": error,
-            "outbox_backlog": store.outbox_backlog(self.context.engine),
+            "outbox_backlog": store.outbox_backlog(self.engine),
             "analytics": summary,
             "charts": {
                 "units_by_sku": charts.units_by_sku(summary).to_json(),
@@ -90,13 +94,13 @@ class Pipeline:
 class ScrapeCollector(Collector):
     """Gauges read when /metrics is scraped: queue depths and the outbox backlog."""
 
-    def __init__(self, pipeline: Pipeline, program: str) -> None:
-        self.pipeline = pipeline
+    def __init__(self, dashboard: Dashboard, program: str) -> None:
+        self.dashboard = dashboard
         self.program = program
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         """Read SQS and the outbox now."""
-        rows, error = self.pipeline.depths()
+        rows, error = self.dashboard.depths()
         up = GaugeMetricFamily(
             "pubsub_sqs_up", "1 when SQS answered the last depth read.", labels=["program"]
         )
@@ -118,5 +122,5 @@ class ScrapeCollector(Collector):
             "Events committed but not yet published to SNS.",
             labels=["program"],
         )
-        backlog.add_metric([self.program], store.outbox_backlog(self.pipeline.context.engine))
+        backlog.add_metric([self.program], store.outbox_backlog(self.dashboard.engine))
         yield backlog

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from services.runtime.message import Message
+    from pubsub_supervisor.runtime.message import Message
 
 
 class Middleware:

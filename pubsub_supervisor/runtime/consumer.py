@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from pubsub_supervisor import logs
 from pubsub_supervisor.errors import PoisonMessage, RetryLater
-from services.runtime.message import Message
-from services.runtime.middleware import Middleware
+from pubsub_supervisor.runtime.message import Message
+from pubsub_supervisor.runtime.middleware import Middleware
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient

@@ -14,7 +14,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Protocol
 
 from pubsub_supervisor import logs, metrics
-from pubsub_supervisor.aws import (
+from pubsub_supervisor.clients import (
     AwsClients,
     arns_for,
     make_clients,
@@ -32,10 +32,10 @@ from pubsub_supervisor.events import (
     new_id,
     unwrap_body,
 )
+from pubsub_supervisor.idempotency import Outcome
+from pubsub_supervisor.runtime import Consumer, ConsumerConfig, Message, exit_after_drain
+from pubsub_supervisor.runtime.metrics import MetricsMiddleware
 from pubsub_supervisor.settings import Settings
-from services.idempotency import Outcome
-from services.metrics import MetricsMiddleware
-from services.runtime import Consumer, ConsumerConfig, Message, exit_after_drain
 
 if TYPE_CHECKING:
     from mypy_boto3_sns import SNSClient

@@ -13,8 +13,8 @@ from flask.testing import FlaskClient
 from moto import mock_aws
 from prometheus_client.parser import text_string_to_metric_families
 
-from pubsub_supervisor.aws import arns_for, make_clients
-from pubsub_supervisor.emulator import free_port
+from devtools.emulator import free_port
+from pubsub_supervisor.clients import arns_for, make_clients
 from pubsub_supervisor.settings import Settings
 from pubsub_supervisor.topology import apply_topology
 from web import create_app

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 from pydantic import ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from pubsub_supervisor.emulator import (
+from devtools.emulator import (
     STACK_SERVICES,
     EmulatorError,
     NativeLocalStack,
@@ -273,9 +273,7 @@ def run_emulator_only(emulator: NativeLocalStack) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the whole stack natively in the foreground until Ctrl-C or SIGTERM."""
     root = _repo_root()
-    parser = argparse.ArgumentParser(
-        prog="python -m pubsub_supervisor.dev", description=main.__doc__
-    )
+    parser = argparse.ArgumentParser(prog="python -m devtools.dev", description=main.__doc__)
     parser.add_argument("--conf", type=Path, default=root / "supervisord.conf")
     parser.add_argument("--state-dir", type=Path, default=root / "var" / "localstack")
     parser.add_argument("--init-dir", type=Path, default=root / "localstack" / "init")

@@ -10,7 +10,7 @@ import threading
 import time
 
 from pubsub_supervisor import metrics
-from services.runtime import Message, Middleware
+from pubsub_supervisor.runtime import Message, Middleware
 
 #: The oldest-age gauge covers messages handled this many seconds back.
 AGE_WINDOW_SECONDS = 60.0

@@ -22,7 +22,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-from pubsub_supervisor.emulator import free_port, port_is_free
+from devtools.emulator import free_port, port_is_free
 
 log = logging.getLogger(__name__)
 
@@ -190,9 +190,9 @@ def throwaway(port: int | None = None) -> Iterator[LocalPostgres]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m pubsub_supervisor.postgres`: run a throwaway server until Ctrl-C."""
+    """`python -m devtools.postgres`: run a throwaway server until Ctrl-C."""
     parser = argparse.ArgumentParser(
-        prog="python -m pubsub_supervisor.postgres", description=__doc__.splitlines()[0]
+        prog="python -m devtools.postgres", description=__doc__.splitlines()[0]
     )
     parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (0: a free one)")
     args = parser.parse_args(argv)

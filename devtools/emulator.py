@@ -210,7 +210,7 @@ class NativeLocalStack:
                 f"port {self.port} on 127.0.0.1 is already in use, so LocalStack cannot listen "
                 f"there. Stop whatever holds it (see: ss -ltnp 'sport = :{self.port}'), or use "
                 f"another port: set AWS_ENDPOINT_URL=http://127.0.0.1:PORT for `make dev`, "
-                f"or pass --port to `python -m pubsub_supervisor.emulator`."
+                f"or pass --port to `python -m devtools.emulator`."
             )
         if not self.init_dir.is_dir():
             raise EmulatorError(f"init hook directory {self.init_dir} does not exist")
@@ -411,9 +411,7 @@ def _repo_root() -> Path:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run LocalStack in the foreground until SIGINT or SIGTERM."""
     root = _repo_root()
-    parser = argparse.ArgumentParser(
-        prog="python -m pubsub_supervisor.emulator", description=main.__doc__
-    )
+    parser = argparse.ArgumentParser(prog="python -m devtools.emulator", description=main.__doc__)
     parser.add_argument(
         "--port",
         type=int,
