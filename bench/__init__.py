@@ -1,1 +1,1 @@
-"""Consumer drain benchmark: how fast SQS consumers empty a pre-filled queue."""
+"""Performance benchmark: consumer drain, end to end, footprint and scale-out, one package each."""

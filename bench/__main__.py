@@ -27,9 +27,13 @@ from typing import Any
 
 import psutil
 
-from bench import e2e, fanout, footprint, publisher, summary, targets
-from bench.contenders.specs import CONTENDERS, select
-from bench.drain import (
+from bench.core import results, targets
+from bench.core.results import write_json
+from bench.core.stats import Latency
+from bench.drain.contenders.specs import CONTENDERS, select
+from bench.drain.harness import RunResult
+from bench.drain.report import build_rows, drain_figures, drain_markdown, plot
+from bench.drain.run import (
     FULL_MESSAGES,
     FULL_TIMEOUT_S,
     HANDLERS,
@@ -38,10 +42,11 @@ from bench.drain import (
     DrainOutcome,
     run_drain,
 )
-from bench.harness import RunResult
-from bench.report import build_rows, plot, write_json
-from bench.stack import running_stack
-from bench.stats import Latency
+from bench.e2e import fanout, publisher, summary
+from bench.e2e import ladder as e2e
+from bench.e2e.stack import running_stack
+from bench.footprint import measure as footprint
+from bench.footprint.summary import FOOTPRINT_HEAD, footprint_notes, footprint_rows
 from devtools.emulator import STACK_SERVICES, NativeLocalStack, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -244,7 +249,7 @@ def run_stack_parts(
 
 def figures(run: Run) -> targets.Figures:
     """The numbers the targets are computed from."""
-    values: dict[str, Any] = targets.drain_figures(run.drain.rows) if run.drain else {}
+    values: dict[str, Any] = drain_figures(run.drain.rows) if run.drain else {}
     sustained = e2e.sustained_rate(run.steps)
     half = [s for s in run.steps if s.half_load and s.e2e]
     values |= {
@@ -279,13 +284,13 @@ def report(run: Run, meta: dict[str, Any], out: Path, *, save: bool = True) -> N
     ceiling = fanout.ceiling(run.fanout)
     if run.steps:
         say("\nEnd to end (POST -> outbox -> SNS -> 3 services -> results -> web)")
-        say(summary.table(summary.E2E_HEAD, summary.e2e_rows(run.steps)))
+        say(results.table(summary.E2E_HEAD, summary.e2e_rows(run.steps)))
         say(summary.e2e_notes(run.fanout))
         sustained = e2e.sustained_rate(run.steps)
         say(
-            f"sustained: {summary.rate(sustained, 1)} orders/s; peak completed: "
-            f"{summary.rate(e2e.peak_rate(run.steps), 1)} orders/s; "
-            f"raw fan-out ceiling: {summary.rate(ceiling)} events/s"
+            f"sustained: {results.rate(sustained, 1)} orders/s; peak completed: "
+            f"{results.rate(e2e.peak_rate(run.steps), 1)} orders/s; "
+            f"raw fan-out ceiling: {results.rate(ceiling)} events/s"
         )
         summary.plot_e2e(
             out / "e2e.png",
@@ -297,19 +302,24 @@ def report(run: Run, meta: dict[str, Any], out: Path, *, save: bool = True) -> N
     if run.posts or run.relay:
         say("\nPublisher")
         say(
-            summary.table(
+            results.table(
                 summary.PUBLISHER_HEAD, summary.publisher_rows(run.posts, run.relay, ceiling)
             )
         )
     if run.idle:
         say("\nFootprint")
-        say(summary.table(summary.FOOTPRINT_HEAD, summary.footprint_rows(run.idle, run.load)))
-        say(summary.footprint_notes(run.idle, run.relay_cost, run.dev))
+        say(
+            results.table(
+                FOOTPRINT_HEAD,
+                footprint_rows(run.idle, run.load),
+            )
+        )
+        say(footprint_notes(run.idle, run.relay_cost, run.dev))
         if run.idle_after:
             totals = run.idle_after.totals()
             say(
-                f"idle again after the load: programs {summary.rate(totals['programs_rss_mb'])} MB "
-                f"RSS, {summary.rate(totals['programs_cpu_percent'], 2)}% CPU"
+                f"idle again after the load: programs {results.rate(totals['programs_rss_mb'])} MB "
+                f"RSS, {results.rate(totals['programs_cpu_percent'], 2)}% CPU"
             )
     verdicts = targets.evaluate(figures(run))
     say("\nTargets")
@@ -328,21 +338,21 @@ def to_document(run: Run, meta: dict[str, Any], verdicts: list[targets.Target]) 
         "meta": {**meta, "load_avg_by_part": run.load_avg},
         "drain": run.drain.to_json() if run.drain else None,
         "e2e": {
-            "steps": summary.jsonable(run.steps),
+            "steps": results.jsonable(run.steps),
             "sustained": e2e.sustained_rate(run.steps),
             "peak": e2e.peak_rate(run.steps),
-            "fanout": summary.jsonable(run.fanout),
+            "fanout": results.jsonable(run.fanout),
             "fanout_ceiling": fanout.ceiling(run.fanout),
         },
-        "publisher": {"posts": summary.jsonable(run.posts), "relay": summary.jsonable(run.relay)},
+        "publisher": {"posts": results.jsonable(run.posts), "relay": results.jsonable(run.relay)},
         "footprint": {
-            "idle": summary.jsonable(run.idle),
+            "idle": results.jsonable(run.idle),
             "idle_totals": run.idle.totals() if run.idle else None,
-            "load": summary.jsonable(run.load),
+            "load": results.jsonable(run.load),
             "load_totals": run.load.totals() if run.load else None,
-            "idle_after": summary.jsonable(run.idle_after),
+            "idle_after": results.jsonable(run.idle_after),
             "relay_poll": run.relay_cost,
-            "dev_startup": summary.jsonable(run.dev),
+            "dev_startup": results.jsonable(run.dev),
         },
         "targets": [
             {"name": t.name, "value": t.value, "bound": t.bound, "op": t.op, "met": t.met}
@@ -359,20 +369,18 @@ def markdown_report(run: Run, meta: dict[str, Any], verdicts: list[targets.Targe
         f"{meta['emulator']['version']} (native); load average as the parts began: {load}"
     ]
     if run.drain:
-        parts.append(summary.drain_markdown(run.drain.rows, run.drain.handlers))
+        parts.append(drain_markdown(run.drain.rows, run.drain.handlers))
     ceiling = fanout.ceiling(run.fanout)
     if run.steps:
-        parts.append(summary.markdown(summary.E2E_HEAD, summary.e2e_rows(run.steps)))
+        parts.append(results.markdown(summary.E2E_HEAD, summary.e2e_rows(run.steps)))
         parts.append(summary.e2e_notes(run.fanout).replace("\n", "  \n"))
     if run.posts or run.relay:
         rows = summary.publisher_rows(run.posts, run.relay, ceiling)
-        parts.append(summary.markdown(summary.PUBLISHER_HEAD, rows))
+        parts.append(results.markdown(summary.PUBLISHER_HEAD, rows))
     if run.idle:
-        rows = summary.footprint_rows(run.idle, run.load)
-        parts.append(summary.markdown(summary.FOOTPRINT_HEAD, rows))
-        parts.append(
-            summary.footprint_notes(run.idle, run.relay_cost, run.dev).replace("\n", "  \n")
-        )
+        rows = footprint_rows(run.idle, run.load)
+        parts.append(results.markdown(FOOTPRINT_HEAD, rows))
+        parts.append(footprint_notes(run.idle, run.relay_cost, run.dev).replace("\n", "  \n"))
     target_rows = [
         [
             t.name,
@@ -382,7 +390,7 @@ def markdown_report(run: Run, meta: dict[str, Any], verdicts: list[targets.Targe
         ]
         for t in verdicts
     ]
-    parts.append(summary.markdown(("target", "measured", "bound", "met"), target_rows))
+    parts.append(results.markdown(("target", "measured", "bound", "met"), target_rows))
     return "\n\n".join(parts) + "\n"
 
 

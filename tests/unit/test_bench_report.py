@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from bench.contenders.specs import select
-from bench.harness import RunResult
-from bench.report import build_rows, format_cost_table, format_table
-from bench.tally import Tally, TallyReader
+from bench.drain.contenders.specs import select
+from bench.drain.harness import RunResult
+from bench.drain.report import build_rows, format_cost_table, format_table
+from bench.drain.tally import Tally, TallyReader
 
 HANDLERS = ["no-op", "5ms-io"]
 

@@ -5,16 +5,16 @@ from __future__ import annotations
 import json
 
 from bench.__main__ import Run, figures, load, to_document
-from bench.drain import DrainOutcome
-from bench.e2e import StepResult
-from bench.fanout import FanoutResult
-from bench.footprint import DevStartup, Footprint, ProcessFootprint
-from bench.harness import RunResult
-from bench.publisher import PostResult, RelayResult
-from bench.report import build_rows
-from bench.stats import Latency
-from bench.summary import jsonable
-from bench.targets import evaluate
+from bench.core.results import jsonable
+from bench.core.stats import Latency
+from bench.core.targets import evaluate
+from bench.drain.harness import RunResult
+from bench.drain.report import build_rows
+from bench.drain.run import DrainOutcome
+from bench.e2e.fanout import FanoutResult
+from bench.e2e.ladder import StepResult
+from bench.e2e.publisher import PostResult, RelayResult
+from bench.footprint.measure import DevStartup, Footprint, ProcessFootprint
 
 
 def sample_run() -> Run:

@@ -5,11 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.e2e import OrderTimes, StepResult, summarize_step
-from bench.harness import RunResult
-from bench.load import Sent, order_body
-from bench.report import build_rows
-from bench.stats import (
+from bench.core.stats import (
     Latency,
     batch_rate,
     completion_rate,
@@ -20,7 +16,11 @@ from bench.stats import (
     send_offsets,
     step_size,
 )
-from bench.targets import Figures, drain_figures, evaluate
+from bench.core.targets import Figures, evaluate
+from bench.drain.harness import RunResult
+from bench.drain.report import build_rows, drain_figures
+from bench.e2e.ladder import OrderTimes, StepResult, summarize_step
+from bench.e2e.load import Sent, order_body
 
 SERVICES = ("analytics", "email", "inventory")
 

@@ -1,20 +1,21 @@
-"""Turn run results into rows with ratios, a text table, JSON and a bar plot."""
+"""Drain results as rows with ratios: text and Markdown tables, target figures, a bar plot."""
 
 from __future__ import annotations
 
-import json
 import statistics
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from bench.harness import RunResult
+from bench.core.results import markdown
+from bench.drain.harness import RunResult
 
 #: The row every other row is compared with: the project's runtime as shipped.
 REFERENCE = ("runtime", "default")
 #: The hand-written batched loops; the fastest of them is the practical ceiling.
 RAW_CEILING = "batched"
+#: Library contenders the runtime is compared with.
+LIBRARIES = ("celery", "dramatiq", "sqs-workers")
 
 
 @dataclass
@@ -212,23 +213,6 @@ def format_cost_table(rows: Sequence[Row], handler: str) -> str:
     return "\n".join([f"Cost per 1000 messages, {handler} handler:", *out, "", note])
 
 
-def to_json(
-    meta: dict[str, Any], results: Sequence[RunResult], rows: Sequence[Row]
-) -> dict[str, Any]:
-    """Everything measured, for `results/<timestamp>.json`."""
-    return {
-        "meta": meta,
-        "rows": [asdict(row) for row in rows],
-        "runs": [asdict(result) for result in results],
-    }
-
-
-def write_json(path: Path, document: dict[str, Any]) -> None:
-    """Write a JSON document, creating its directory."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(document, indent=2) + "\n")
-
-
 def plot(path: Path, rows: Sequence[Row], handlers: Sequence[str], title: str) -> None:
     """Horizontal bars of msg/s per row, one bar per handler, on a log scale."""
     import matplotlib  # here, so Agg is chosen before pyplot loads
@@ -274,3 +258,53 @@ def plot(path: Path, rows: Sequence[Row], handlers: Sequence[str], title: str) -
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def drain_markdown(rows: Sequence[Row], handlers: Sequence[str]) -> str:
+    """The drain table in Markdown: rate and both ratios per handler."""
+    head = ["contender", "setting"]
+    for handler in handlers:
+        head += [f"{handler} msg/s", "vs runtime", "vs raw"]
+    body = []
+    for row in rows:
+        line = [row.contender, row.setting]
+        for handler in handlers:
+            cell = row.cells.get(handler)
+            line += [
+                fmt_rate(cell),
+                fmt_ratio(cell.vs_reference if cell else None),
+                fmt_ratio(cell.vs_raw if cell else None),
+            ]
+        body.append(line)
+    return markdown(head, body)
+
+
+def drain_figures(rows: Sequence[Row]) -> dict[str, float | None]:
+    """From the drain table: runtime/default, the fastest batched loop, naive, and the
+    fastest library (any setting), per handler."""
+
+    def best(contenders: Sequence[str], handler: str) -> float | None:
+        rates = [
+            cell.rate
+            for row in rows
+            if row.contender in contenders
+            and (cell := row.cells.get(handler)) is not None
+            and cell.rate
+        ]
+        return max(rates) if rates else None
+
+    def runtime(handler: str) -> float | None:
+        for row in rows:
+            cell = row.cells.get(handler)
+            if (row.contender, row.setting) == REFERENCE and cell is not None:
+                return cell.rate if cell.status == "ok" else None
+        return None
+
+    return {
+        "runtime_noop": runtime("no-op"),
+        "runtime_io": runtime("5ms-io"),
+        "raw_noop": best(["batched"], "no-op"),
+        "naive_noop": best(["naive"], "no-op"),
+        "libraries_noop": best(LIBRARIES, "no-op"),
+        "libraries_io": best(LIBRARIES, "5ms-io"),
+    }

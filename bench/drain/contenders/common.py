@@ -14,8 +14,8 @@ import boto3
 from botocore.client import BaseClient
 from botocore.config import Config
 
-from bench import payload
-from bench.tally import Tally
+from bench.core import payload
+from bench.drain.tally import Tally
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient

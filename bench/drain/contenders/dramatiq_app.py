@@ -7,8 +7,8 @@ from typing import Any
 import dramatiq
 from dramatiq_sqs import SQSBroker
 
-from bench.contenders.common import ACCESS_KEY, REGION, SECRET_KEY, WorkerEnv, make_handler
-from bench.tally import Tally
+from bench.drain.contenders.common import ACCESS_KEY, REGION, SECRET_KEY, WorkerEnv, make_handler
+from bench.drain.tally import Tally
 
 ACTOR_NAME = "bench_handle"
 

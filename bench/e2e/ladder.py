@@ -17,10 +17,10 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Engine, func, select
 
-from bench.harness import tree_cpu_s
-from bench.load import Sent, open_loop, order_body
-from bench.stack import SKU, BenchStack
-from bench.stats import Latency, completion_rate, kept_up, rate_ladder, step_size
+from bench.core.cpu import tree_cpu_s
+from bench.core.stats import Latency, completion_rate, kept_up, rate_ladder, step_size
+from bench.e2e.load import Sent, open_loop, order_body
+from bench.e2e.stack import SKU, BenchStack
 from pubsub_supervisor import db
 from web.schema import order_services, orders, outbox
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench import payload
-from bench.contenders.common import WorkerEnv, sqs_client
+from bench.core import payload
+from bench.drain.contenders.common import WorkerEnv, sqs_client
 
 
 def prefill(env: WorkerEnv, events: list[dict[str, Any]]) -> None:

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 
 from sqlalchemy import func, select
 
-from bench.e2e import epoch, last_seq, wait_settled
-from bench.load import closed_loop, order_body
-from bench.stack import SKU, BenchStack
-from bench.stats import Latency, batch_rate
+from bench.core.stats import Latency, batch_rate
+from bench.e2e.ladder import epoch, last_seq, wait_settled
+from bench.e2e.load import closed_loop, order_body
+from bench.e2e.stack import SKU, BenchStack
 from pubsub_supervisor import db
 from tests.support.stack import wait_for
 from web.schema import orders, outbox

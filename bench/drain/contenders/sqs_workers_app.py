@@ -9,8 +9,8 @@ import boto3
 from sqs_workers import JobQueue, SQSEnv
 from sqs_workers.batching import BatchingConfiguration, BatchMessages, NoBatching
 
-from bench.contenders.common import ACCESS_KEY, REGION, SECRET_KEY, WorkerEnv, make_handler
-from bench.tally import Tally
+from bench.drain.contenders.common import ACCESS_KEY, REGION, SECRET_KEY, WorkerEnv, make_handler
+from bench.drain.tally import Tally
 
 JOB_NAME = "bench_handle"
 

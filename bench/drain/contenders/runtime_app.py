@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from bench.contenders.common import WorkerEnv, make_handler, sqs_client
-from bench.tally import Tally
+from bench.drain.contenders.common import WorkerEnv, make_handler, sqs_client
+from bench.drain.tally import Tally
 from pubsub_supervisor.runtime import Consumer, ConsumerConfig, Message
 
 

@@ -9,10 +9,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import payload
-from bench.contenders.specs import Spec
-from bench.harness import Harness, RunResult, Workload
-from bench.report import Row, build_rows, format_cost_table, format_table
+from bench.core import payload
+from bench.drain.contenders.specs import Spec
+from bench.drain.harness import Harness, RunResult, Workload
+from bench.drain.report import Row, build_rows, format_cost_table, format_table
 
 #: The handlers every contender runs: a no-op, and a 5 ms sleep standing in for I/O.
 HANDLERS: tuple[tuple[str, float], ...] = (("no-op", 0.0), ("5ms-io", 5.0))

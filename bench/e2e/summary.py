@@ -1,71 +1,14 @@
-"""Tables and the latency-vs-rate plot of the end-to-end, publisher and footprint parts."""
+"""Tables and the latency-vs-rate plot of the end-to-end and publisher parts."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
-from bench.e2e import StepResult
-from bench.fanout import FanoutResult
-from bench.footprint import DevStartup, Footprint
-from bench.publisher import PostResult, RelayResult
-from bench.report import Row, fmt_rate, fmt_ratio
-from bench.stats import Latency
-
-
-def table(head: Sequence[str], rows: Sequence[Sequence[str]], numeric_from: int = 1) -> str:
-    """A fixed-width table; columns from `numeric_from` on are right-aligned."""
-    lines = [list(head), *[list(r) for r in rows]]
-    widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
-
-    def render(line: list[str]) -> str:
-        return "  ".join(
-            text.rjust(w) if i >= numeric_from else text.ljust(w)
-            for i, (text, w) in enumerate(zip(line, widths, strict=True))
-        ).rstrip()
-
-    return "\n".join(
-        [render(lines[0]), "  ".join("-" * w for w in widths)]
-        + [render(line) for line in lines[1:]]
-    )
-
-
-def markdown(head: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """The same table in Markdown."""
-    out = ["| " + " | ".join(head) + " |", "|" + "|".join(" --- " for _ in head) + "|"]
-    out += ["| " + " | ".join(r) + " |" for r in rows]
-    return "\n".join(out)
-
-
-def drain_markdown(rows: Sequence[Row], handlers: Sequence[str]) -> str:
-    """The drain table in Markdown: rate and both ratios per handler."""
-    head = ["contender", "setting"]
-    for handler in handlers:
-        head += [f"{handler} msg/s", "vs runtime", "vs raw"]
-    body = []
-    for row in rows:
-        line = [row.contender, row.setting]
-        for handler in handlers:
-            cell = row.cells.get(handler)
-            line += [
-                fmt_rate(cell),
-                fmt_ratio(cell.vs_reference if cell else None),
-                fmt_ratio(cell.vs_raw if cell else None),
-            ]
-        body.append(line)
-    return markdown(head, body)
-
-
-def ms(latency: Latency | None, attr: str) -> str:
-    """A percentile in whole milliseconds."""
-    return "-" if latency is None else f"{getattr(latency, attr) * 1000:,.0f}"
-
-
-def rate(value: float | None, digits: int = 0) -> str:
-    """A rate, or '-'."""
-    return "-" if value is None else f"{value:,.{digits}f}"
-
+from bench.core.results import ms, rate
+from bench.e2e.fanout import FanoutResult
+from bench.e2e.ladder import StepResult
+from bench.e2e.publisher import PostResult, RelayResult
 
 E2E_HEAD = (
     "offered/s",
@@ -161,78 +104,6 @@ def publisher_rows(
     return rows
 
 
-FOOTPRINT_HEAD = (
-    "process",
-    "idle RSS MB",
-    "idle PSS MB",
-    "idle CPU %",
-    "load RSS MB",
-    "load CPU %",
-)
-
-
-def footprint_rows(idle: Footprint, load: Footprint | None) -> list[list[str]]:
-    """Per program (web master and workers apart), then the totals."""
-    loaded = {p.pid: p for p in load.processes} if load else {}
-
-    def num(value: float | None, digits: int = 1) -> str:
-        return "-" if value is None else f"{value:,.{digits}f}"
-
-    rows = []
-    for p in idle.processes:
-        name = p.program + (f" ({p.role})" if p.role else "")
-        under = loaded.get(p.pid)
-        rows.append(
-            [
-                name,
-                num(p.rss_mb, 0),
-                num(p.pss_mb, 0),
-                num(p.cpu_percent, 2),
-                num(under.rss_mb, 0) if under else "-",
-                num(under.cpu_percent, 1) if under else "-",
-            ]
-        )
-    for scope, label in (
-        ("programs", "the five programs"),
-        ("tree", "whole tree (+ supervisord, listeners)"),
-    ):
-        idle_totals = idle.totals()
-        load_totals = load.totals() if load else {}
-        rows.append(
-            [
-                label,
-                num(idle_totals[f"{scope}_rss_mb"], 0),
-                num(idle_totals[f"{scope}_pss_mb"], 0),
-                num(idle_totals[f"{scope}_cpu_percent"], 2),
-                num(load_totals.get(f"{scope}_rss_mb"), 0),
-                num(load_totals.get(f"{scope}_cpu_percent"), 1),
-            ]
-        )
-    return rows
-
-
-def footprint_notes(
-    idle: Footprint, relay_cost: dict[str, float] | None, dev: DevStartup | None
-) -> str:
-    """The idle window, the relay's share, and the start-up time."""
-    lines = [
-        f"idle: {idle.seconds:.0f} s with nothing to do; CPU in % of one core; "
-        "PSS divides shared pages among their sharers (the gunicorn workers share the master's)"
-    ]
-    if relay_cost:
-        lines.append(
-            f"outbox relay: {relay_cost['cpu_ms_per_poll']:.2f} ms CPU per empty poll every "
-            f"{relay_cost['poll_interval_s']:g} s = {relay_cost['cpu_percent']:.2f}% of a core"
-        )
-    if dev is not None:
-        if dev.ready_s is not None:
-            emulator = f", of which LocalStack {dev.emulator_s:.1f} s" if dev.emulator_s else ""
-            lines.append(f"make dev -> /readyz 200: {dev.ready_s:.1f} s{emulator}")
-        else:
-            lines.append(f"make dev: {dev.status} {dev.detail}")
-    return "\n".join(lines)
-
-
 def plot_e2e(
     path: Path,
     steps: Sequence[StepResult],
@@ -323,16 +194,3 @@ def plot_e2e(
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
-
-
-def jsonable(value: Any) -> Any:
-    """Dataclasses (nested) as dicts, for the results file."""
-    from dataclasses import asdict, is_dataclass
-
-    if is_dataclass(value) and not isinstance(value, type):
-        return asdict(value)
-    if isinstance(value, list | tuple):
-        return [jsonable(v) for v in value]
-    if isinstance(value, dict):
-        return {k: jsonable(v) for k, v in value.items()}
-    return value

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from bench.stats import send_offsets
+from bench.core.stats import send_offsets
 
 #: A kept-alive connection idle longer than this is replaced before use: gunicorn closes
 #: idle ones after 2 s, and a POST sent on a closing connection would fail or be doubled.

@@ -1,6 +1,6 @@
 """Worker subprocess for the contenders that have no command of their own.
 
-Usage: python -m bench.worker {naive,batched,sqs-workers,runtime}; settings come from the
+Usage: python -m bench.drain.worker {naive,batched,sqs-workers,runtime}; settings come from the
 environment (see `WorkerEnv`).
 """
 
@@ -9,9 +9,9 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
-from bench.contenders import boto_loops, runtime_app, sqs_workers_app
-from bench.contenders.common import WorkerEnv, install_ack_hook
-from bench.tally import Tally
+from bench.drain.contenders import boto_loops, runtime_app, sqs_workers_app
+from bench.drain.contenders.common import WorkerEnv, install_ack_hook
+from bench.drain.tally import Tally
 
 ENTRY_POINTS: dict[str, Callable[[WorkerEnv, Tally], None]] = {
     "naive": boto_loops.run_naive,
@@ -24,7 +24,7 @@ ENTRY_POINTS: dict[str, Callable[[WorkerEnv, Tally], None]] = {
 def main(argv: list[str]) -> int:
     """Run the named consumer until the harness stops it."""
     if len(argv) != 1 or argv[0] not in ENTRY_POINTS:
-        print(f"usage: python -m bench.worker {{{','.join(ENTRY_POINTS)}}}", file=sys.stderr)
+        print(f"usage: python -m bench.drain.worker {{{','.join(ENTRY_POINTS)}}}", file=sys.stderr)
         return 2
     env = WorkerEnv.from_environ()
     tally = Tally(env.tally_path)

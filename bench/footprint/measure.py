@@ -22,14 +22,14 @@ from typing import Any
 
 import psutil
 
-from bench.stack import BenchStack
+from bench.e2e.stack import BenchStack
 from devtools.emulator import free_port
 from pubsub_supervisor.db import make_engine
 from tests.support.stack import PROGRAMS, wait_for
 from web.outbox import OutboxRelay
 
 Say = Callable[[str], None]
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 MB = 1024 * 1024
 #: Empty relay passes timed to find the CPU one poll of the outbox costs.
 RELAY_PASSES = 300

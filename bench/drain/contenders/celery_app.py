@@ -6,8 +6,8 @@ from typing import Any
 
 from celery import Celery
 
-from bench.contenders.common import ACCESS_KEY, REGION, SECRET_KEY, WorkerEnv, make_handler
-from bench.tally import Tally
+from bench.drain.contenders.common import ACCESS_KEY, REGION, SECRET_KEY, WorkerEnv, make_handler
+from bench.drain.tally import Tally
 
 TASK_NAME = "bench.handle"
 

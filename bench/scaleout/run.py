@@ -43,7 +43,7 @@ from pubsub_supervisor.settings import SERVICE_NAMES, STORE_NAMES, Settings
 from pubsub_supervisor.topology import apply_topology
 from web.schema import order_services, outbox
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 VENV = ROOT / ".venv"
 #: Orders spread over the SKUs with plenty of stock, so that every order is reservable.
 ITEMS = [

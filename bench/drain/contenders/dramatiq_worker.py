@@ -2,9 +2,9 @@
 
 import dramatiq
 
-from bench.contenders.common import WorkerEnv, install_ack_hook
-from bench.contenders.dramatiq_app import make_broker
-from bench.tally import Tally
+from bench.drain.contenders.common import WorkerEnv, install_ack_hook
+from bench.drain.contenders.dramatiq_app import make_broker
+from bench.drain.tally import Tally
 
 _env = WorkerEnv.from_environ()
 _tally = Tally(_env.tally_path)

@@ -6,8 +6,8 @@ import json
 import threading
 from typing import TYPE_CHECKING
 
-from bench.contenders.common import WorkerEnv, make_handler, sqs_client
-from bench.tally import Tally
+from bench.drain.contenders.common import WorkerEnv, make_handler, sqs_client
+from bench.drain.tally import Tally
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient

@@ -8,8 +8,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench.contenders import raw
-from bench.contenders.common import WorkerEnv
+from bench.drain.contenders import raw
+from bench.drain.contenders.common import WorkerEnv
 
 #: Threads sending the pre-fill; its speed is not measured, only its result.
 PREFILL_THREADS = 4
@@ -48,11 +48,11 @@ def in_parallel(send: Callable[[WorkerEnv, Events], None]) -> Callable[[WorkerEn
 
 
 def _bench_worker(kind: str) -> Callable[[WorkerEnv], list[str]]:
-    return lambda env: [sys.executable, "-m", "bench.worker", kind]
+    return lambda env: [sys.executable, "-m", "bench.drain.worker", kind]
 
 
 def _celery_prefill(env: WorkerEnv, events: Events) -> None:
-    from bench.contenders.celery_app import TASK_NAME, make_app
+    from bench.drain.contenders.celery_app import TASK_NAME, make_app
 
     app = make_app(env)
     with app.producer_or_acquire() as producer:
@@ -67,7 +67,7 @@ def _celery_command(*args: str) -> Callable[[WorkerEnv], list[str]]:
             "-m",
             "celery",
             "-A",
-            "bench.contenders.celery_worker",
+            "bench.drain.contenders.celery_worker",
             "worker",
             "--queues",
             env.queue_name,
@@ -80,7 +80,7 @@ def _celery_command(*args: str) -> Callable[[WorkerEnv], list[str]]:
 
 
 def _dramatiq_prefill(env: WorkerEnv, events: Events) -> None:
-    from bench.contenders.dramatiq_app import make_broker
+    from bench.drain.contenders.dramatiq_app import make_broker
 
     _broker, actor = make_broker(env)
     for event in events:
@@ -92,13 +92,13 @@ def _dramatiq_command(*args: str) -> Callable[[WorkerEnv], list[str]]:
         sys.executable,
         "-m",
         "dramatiq",
-        "bench.contenders.dramatiq_worker",
+        "bench.drain.contenders.dramatiq_worker",
         *args,
     ]
 
 
 def _sqs_workers_prefill(env: WorkerEnv, events: Events) -> None:
-    from bench.contenders import sqs_workers_app
+    from bench.drain.contenders import sqs_workers_app
 
     sqs_workers_app.prefill(env, events)
 

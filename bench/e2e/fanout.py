@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Any
 import boto3
 from botocore.config import Config
 
-from bench import payload
-from bench.contenders.common import ACCESS_KEY, REGION, SECRET_KEY
-from bench.harness import tree_cpu_s
+from bench.core import payload
+from bench.core.cpu import tree_cpu_s
+from bench.drain.contenders.common import ACCESS_KEY, REGION, SECRET_KEY
 
 if TYPE_CHECKING:
     from mypy_boto3_sns import SNSClient

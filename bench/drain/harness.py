@@ -15,12 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import psutil
-
-from bench import payload
-from bench.contenders.common import WorkerEnv, sqs_client
-from bench.contenders.specs import Spec
-from bench.tally import TallyReader, TallySummary
+from bench.core import payload
+from bench.core.cpu import tree_cpu_s
+from bench.drain.contenders.common import WorkerEnv, sqs_client
+from bench.drain.contenders.specs import Spec
+from bench.drain.tally import TallyReader, TallySummary
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -111,21 +110,6 @@ class Children:
         """Stop every worker still running."""
         for proc in list(self._procs.values()):
             self.stop(proc)
-
-
-def tree_cpu_s(pid: int) -> float | None:
-    """CPU seconds used so far by a process and its live descendants."""
-    try:
-        root = psutil.Process(pid)
-        procs = [root, *root.children(recursive=True)]
-    except psutil.Error:
-        return None
-    total = 0.0
-    for proc in procs:
-        with contextlib.suppress(psutil.Error):
-            times = proc.cpu_times()
-            total += times.user + times.system
-    return total
 
 
 def queue_depth(sqs: SQSClient, queue_url: str) -> int:

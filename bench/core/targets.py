@@ -5,11 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from bench.report import Row
-
-#: Library contenders the runtime is compared with.
-LIBRARIES = ("celery", "dramatiq", "sqs-workers")
-
 
 @dataclass(frozen=True)
 class Figures:
@@ -50,37 +45,6 @@ class Target:
 
 def _ratio(a: float | None, b: float | None) -> float | None:
     return a / b if a is not None and b else None
-
-
-def drain_figures(rows: Sequence[Row]) -> dict[str, float | None]:
-    """From the drain table: runtime/default, the fastest batched loop, naive, and the
-    fastest library (any setting), per handler."""
-
-    def best(contenders: Sequence[str], handler: str) -> float | None:
-        rates = [
-            cell.rate
-            for row in rows
-            if row.contender in contenders
-            and (cell := row.cells.get(handler)) is not None
-            and cell.rate
-        ]
-        return max(rates) if rates else None
-
-    def runtime(handler: str) -> float | None:
-        for row in rows:
-            cell = row.cells.get(handler)
-            if (row.contender, row.setting) == ("runtime", "default") and cell is not None:
-                return cell.rate if cell.status == "ok" else None
-        return None
-
-    return {
-        "runtime_noop": runtime("no-op"),
-        "runtime_io": runtime("5ms-io"),
-        "raw_noop": best(["batched"], "no-op"),
-        "naive_noop": best(["naive"], "no-op"),
-        "libraries_noop": best(LIBRARIES, "no-op"),
-        "libraries_io": best(LIBRARIES, "5ms-io"),
-    }
 
 
 def evaluate(f: Figures) -> list[Target]:
