@@ -18,7 +18,7 @@ import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -36,7 +36,7 @@ from sqlalchemy import (
 
 from pubsub_supervisor import db
 from pubsub_supervisor.errors import RetryLater
-from pubsub_supervisor.events import ServiceStatus, utcnow
+from pubsub_supervisor.events import ServiceStatus, as_utc, utcnow
 
 #: The DDL is in each service's migrations (pubsub_supervisor/migrations/versions/<store>).
 processed_events = Table(
@@ -71,11 +71,6 @@ def create_schema(engine: Engine) -> None:
 
 def _stored(row: Any) -> Outcome:
     return Outcome(status=row.status, reason=row.reason, data=json.loads(row.data))
-
-
-def _utc(value: datetime) -> datetime:
-    # SQLite hands datetimes back without their zone; every stored time is UTC.
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def _record(conn: Connection, event_id: str, order_id: str, claimed_until: datetime | None) -> bool:
@@ -149,9 +144,9 @@ def claim(engine: Engine, event_id: str, order_id: str, lease_seconds: int) -> O
         row = _row(conn, event_id)
         if row.status != IN_PROGRESS:
             return _stored(row)
-        if row.claimed_until is not None and _utc(row.claimed_until) > now:
+        if row.claimed_until is not None and as_utc(row.claimed_until) > now:
             # Come back when the lease ends, not a whole lease later.
-            wait = math.ceil((_utc(row.claimed_until) - now).total_seconds()) + 1
+            wait = math.ceil((as_utc(row.claimed_until) - now).total_seconds()) + 1
             raise RetryLater("event is claimed by another consumer", delay=wait)
         # The previous claimer died before recording an outcome: take over, unless another
         # consumer took over in the meantime (then its update changed the lease first).

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Engine, func, insert, select, update
@@ -15,6 +15,7 @@ from pubsub_supervisor.events import (
     OrderCreated,
     OrderItem,
     ServiceResult,
+    as_utc,
     encode,
     message_attributes,
     new_id,
@@ -120,10 +121,7 @@ def overall_status(services: dict[str, dict[str, Any]]) -> str:
 
 
 def _iso(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    # SQLite hands datetimes back without their zone; every stored time is UTC.
-    return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
+    return None if value is None else as_utc(value).isoformat()
 
 
 def _order_json(conn: Connection, row: Any) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import Engine, func, select
 
@@ -22,6 +22,7 @@ from bench.core.stats import Latency, completion_rate, kept_up, rate_ladder, ste
 from bench.e2e.load import Sent, open_loop, order_body
 from bench.e2e.stack import SKU, BenchStack
 from pubsub_supervisor import db
+from pubsub_supervisor.events import as_utc
 from web.schema import order_services, orders, outbox
 
 Say = Callable[[str], None]
@@ -102,8 +103,7 @@ class StepResult:
 
 def epoch(value: datetime) -> float:
     """Epoch seconds of a stored time."""
-    # SQLite hands datetimes back without their zone; every stored time is UTC.
-    return (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()
+    return as_utc(value).timestamp()
 
 
 def last_seq(engine: Engine) -> int:

@@ -16,7 +16,7 @@ send again.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -33,7 +33,7 @@ from sqlalchemy import (
 )
 
 from pubsub_supervisor import db
-from pubsub_supervisor.events import utcnow
+from pubsub_supervisor.events import as_utc, utcnow
 
 #: The DDL is in the email store's migrations (email0002).
 email_sends = Table(
@@ -59,12 +59,6 @@ class Attempt:
     ses_message_id: str | None
 
 
-def _utc(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
 def create_schema(engine: Engine) -> None:
     """Create the table in a scratch store (the service migrates its store instead)."""
     email_sends.metadata.create_all(engine)
@@ -76,7 +70,7 @@ def get(engine: Engine, event_id: str) -> Attempt | None:
         row = conn.execute(select(email_sends).where(email_sends.c.event_id == event_id)).first()
     if row is None:
         return None
-    return Attempt(row.attempts, _utc(row.attempted_at), row.ses_message_id)
+    return Attempt(row.attempts, as_utc(row.attempted_at), row.ses_message_id)
 
 
 def begin(engine: Engine, event_id: str, order_id: str, after: Attempt | None) -> bool:

@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
 from pubsub_supervisor.errors import PoisonMessage
-from pubsub_supervisor.events import OrderCreated, OrderItem, decode, encode, message_attributes
+from pubsub_supervisor.events import (
+    OrderCreated,
+    OrderItem,
+    as_utc,
+    decode,
+    encode,
+    message_attributes,
+)
 
 
 def order() -> OrderCreated:
@@ -48,3 +56,12 @@ def test_attributes_carry_ids() -> None:
 def test_poison_bodies_are_named(body: str, reason: str) -> None:
     with pytest.raises(PoisonMessage, match=reason):
         decode(body)
+
+
+def test_as_utc_reads_a_naive_stored_time_as_utc_and_converts_an_aware_one() -> None:
+    naive = datetime(2026, 12, 1, 9, 30)
+    assert as_utc(naive) == datetime(2026, 12, 1, 9, 30, tzinfo=UTC)
+    assert as_utc(naive).tzinfo is UTC
+    paris = datetime(2026, 12, 1, 10, 30, tzinfo=timezone(timedelta(hours=1)))
+    assert as_utc(paris).isoformat() == "2026-12-01T09:30:00+00:00"
+    assert as_utc(None) is None
