@@ -18,7 +18,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -48,6 +48,7 @@ from bench.e2e.stack import running_stack
 from bench.footprint import measure as footprint
 from bench.footprint.summary import FOOTPRINT_HEAD, footprint_notes, footprint_rows
 from devtools.emulator import STACK_SERVICES, NativeLocalStack, free_port
+from pubsub_ops.tables import table
 
 ROOT = Path(__file__).resolve().parent.parent
 PARTS = ("drain", "e2e", "footprint")
@@ -264,6 +265,11 @@ def figures(run: Run) -> targets.Figures:
     return targets.Figures(**values)
 
 
+def _table(head: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A fixed-width table of a part: the first column a label, the others figures."""
+    return table(head, rows, right=range(1, len(head)))
+
+
 def report(run: Run, meta: dict[str, Any], out: Path, *, save: bool = True) -> None:
     """Print the tables, draw the plots, and write the JSON (when `save`) and summary.md."""
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
@@ -284,7 +290,7 @@ def report(run: Run, meta: dict[str, Any], out: Path, *, save: bool = True) -> N
     ceiling = fanout.ceiling(run.fanout)
     if run.steps:
         say("\nEnd to end (POST -> outbox -> SNS -> 3 services -> results -> web)")
-        say(results.table(summary.E2E_HEAD, summary.e2e_rows(run.steps)))
+        say(_table(summary.E2E_HEAD, summary.e2e_rows(run.steps)))
         say(summary.e2e_notes(run.fanout))
         sustained = e2e.sustained_rate(run.steps)
         say(
@@ -301,15 +307,11 @@ def report(run: Run, meta: dict[str, Any], out: Path, *, save: bool = True) -> N
         )
     if run.posts or run.relay:
         say("\nPublisher")
-        say(
-            results.table(
-                summary.PUBLISHER_HEAD, summary.publisher_rows(run.posts, run.relay, ceiling)
-            )
-        )
+        say(_table(summary.PUBLISHER_HEAD, summary.publisher_rows(run.posts, run.relay, ceiling)))
     if run.idle:
         say("\nFootprint")
         say(
-            results.table(
+            _table(
                 FOOTPRINT_HEAD,
                 footprint_rows(run.idle, run.load),
             )

@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from pubsub_ops import iam, lint
+from pubsub_ops.tables import table
 from pubsub_supervisor import dlq
 from pubsub_supervisor.catalog import load_catalog
 from pubsub_supervisor.clients import arns_for, make_clients
@@ -121,7 +122,7 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     where = settings.aws_endpoint_url or f"AWS ({settings.aws_region})"
     print(f"Queues at {where}")
     header = ("QUEUE", "CONSUMER", "VISIBLE", "IN FLIGHT", "DELAYED", "DLQ", "DLQ MESSAGES")
-    table = [header] + [
+    cells = [
         (
             r.name,
             r.consumer,
@@ -133,14 +134,7 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
         )
         for r in rows
     ]
-    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
-    numeric = {2, 3, 4, 6}
-    for row in table:
-        cells = [
-            cell.rjust(widths[i]) if i in numeric else cell.ljust(widths[i])
-            for i, cell in enumerate(row)
-        ]
-        print("  ".join(cells).rstrip())
+    print(table(header, cells, right={2, 3, 4, 6}, rule=False))
     dead = sum(r.dlq_visible for r in rows)
     if dead:
         print(f"{dead} message(s) in dead-letter queues: see `pubsub dlq list` or the /dlq page.")

@@ -11,23 +11,6 @@ from typing import Any
 from bench.core.stats import Latency
 
 
-def table(head: Sequence[str], rows: Sequence[Sequence[str]], numeric_from: int = 1) -> str:
-    """A fixed-width table; columns from `numeric_from` on are right-aligned."""
-    lines = [list(head), *[list(r) for r in rows]]
-    widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
-
-    def render(line: list[str]) -> str:
-        return "  ".join(
-            text.rjust(w) if i >= numeric_from else text.ljust(w)
-            for i, (text, w) in enumerate(zip(line, widths, strict=True))
-        ).rstrip()
-
-    return "\n".join(
-        [render(lines[0]), "  ".join("-" * w for w in widths)]
-        + [render(line) for line in lines[1:]]
-    )
-
-
 def markdown(head: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     """The same table in Markdown."""
     out = ["| " + " | ".join(head) + " |", "|" + "|".join(" --- " for _ in head) + "|"]

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from pubsub_ops.tables import table
+
 
 @dataclass(frozen=True)
 class Figures:
@@ -87,14 +89,9 @@ def evaluate(f: Figures) -> list[Target]:
 
 def format_targets(targets: Sequence[Target]) -> str:
     """A fixed-width table: target, measured, bound, verdict."""
-    lines = [["target", "measured", "bound", "met"]]
+    lines = []
     for t in targets:
         value = "-" if t.value is None else f"{t.value:.2f} {t.unit}".strip()
         verdict = {True: "yes", False: "NO", None: "not measured"}[t.met]
         lines.append([t.name, value, f"{t.op} {t.bound:g} {t.unit}".strip(), verdict])
-    widths = [max(len(line[i]) for line in lines) for i in range(4)]
-    out = [
-        "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in lines
-    ]
-    out.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(out)
+    return table(("target", "measured", "bound", "met"), lines)

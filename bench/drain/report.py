@@ -9,6 +9,7 @@ from pathlib import Path
 
 from bench.core.results import markdown
 from bench.drain.harness import RunResult
+from pubsub_ops.tables import table
 
 #: The row every other row is compared with: the project's runtime as shipped.
 REFERENCE = ("runtime", "default")
@@ -139,13 +140,12 @@ def fmt_ratio(ratio: float | None) -> str:
     return f"{ratio:.2f}x" if ratio >= 0.1 else f"{ratio:.2g}x"
 
 
-def format_table(rows: Sequence[Row], handlers: Sequence[str]) -> str:
-    """A fixed-width table: rate and both ratios per handler, one line per row."""
+def _rate_table(rows: Sequence[Row], handlers: Sequence[str]) -> tuple[list[str], list[list[str]]]:
+    """Head and lines: contender, setting, then rate and both ratios per handler."""
     head = ["contender", "setting"]
     for handler in handlers:
         head += [f"{handler} msg/s", "vs runtime", "vs raw"]
-    head.append("what the setting is")
-    lines = [head]
+    lines = []
     for row in rows:
         line = [row.contender, row.setting]
         for handler in handlers:
@@ -155,19 +155,16 @@ def format_table(rows: Sequence[Row], handlers: Sequence[str]) -> str:
                 fmt_ratio(cell.vs_reference if cell else None),
                 fmt_ratio(cell.vs_raw if cell else None),
             ]
-        line.append(row.summary)
         lines.append(line)
-    widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
-    numeric = set(range(2, len(head) - 1))
+    return head, lines
 
-    def render(line: list[str]) -> str:
-        return "  ".join(
-            text.rjust(width) if i in numeric else text.ljust(width)
-            for i, (text, width) in enumerate(zip(line, widths, strict=True))
-        ).rstrip()
 
-    out = [render(lines[0]), "  ".join("-" * w for w in widths)]
-    out += [render(line) for line in lines[1:]]
+def format_table(rows: Sequence[Row], handlers: Sequence[str]) -> str:
+    """A fixed-width table: rate and both ratios per handler, one line per row."""
+    head, lines = _rate_table(rows, handlers)
+    head.append("what the setting is")
+    for line, row in zip(lines, rows, strict=True):
+        line.append(row.summary)
     notes = []
     if any(c.status != "ok" and c.rate for row in rows for c in row.cells.values()):
         notes.append("* did not finish: rate over the part drained before the timeout")
@@ -175,13 +172,13 @@ def format_table(rows: Sequence[Row], handlers: Sequence[str]) -> str:
         f"vs runtime: rate / {'/'.join(REFERENCE)}; "
         f"vs raw: rate / fastest {RAW_CEILING} loop (same handler, same run)"
     )
-    return "\n".join([*out, "", *notes])
+    return "\n".join([table(head, lines, right=range(2, len(head) - 1)), "", *notes])
 
 
 def format_cost_table(rows: Sequence[Row], handler: str) -> str:
     """Per 1000 messages under one handler: CPU seconds spent and SQS calls made."""
     head = ["contender", "setting", "worker CPU ms", "emulator CPU ms", "receives", "deletes"]
-    lines = [head]
+    lines = []
 
     def num(value: float | None) -> str:
         return "-" if value is None else f"{value:,.0f}"
@@ -200,17 +197,9 @@ def format_cost_table(rows: Sequence[Row], handler: str) -> str:
                 num(cell.delete_calls),
             ]
         )
-    widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
-    out = [
-        "  ".join(
-            text.rjust(width) if i >= 2 else text.ljust(width)
-            for i, (text, width) in enumerate(zip(line, widths, strict=True))
-        ).rstrip()
-        for line in lines
-    ]
-    out.insert(1, "  ".join("-" * w for w in widths))
     note = "receives: ReceiveMessage calls seen through botocore (kombu polls through pycurl)"
-    return "\n".join([f"Cost per 1000 messages, {handler} handler:", *out, "", note])
+    body = table(head, lines, right=range(2, len(head)))
+    return "\n".join([f"Cost per 1000 messages, {handler} handler:", body, "", note])
 
 
 def plot(path: Path, rows: Sequence[Row], handlers: Sequence[str], title: str) -> None:
@@ -262,21 +251,7 @@ def plot(path: Path, rows: Sequence[Row], handlers: Sequence[str], title: str) -
 
 def drain_markdown(rows: Sequence[Row], handlers: Sequence[str]) -> str:
     """The drain table in Markdown: rate and both ratios per handler."""
-    head = ["contender", "setting"]
-    for handler in handlers:
-        head += [f"{handler} msg/s", "vs runtime", "vs raw"]
-    body = []
-    for row in rows:
-        line = [row.contender, row.setting]
-        for handler in handlers:
-            cell = row.cells.get(handler)
-            line += [
-                fmt_rate(cell),
-                fmt_ratio(cell.vs_reference if cell else None),
-                fmt_ratio(cell.vs_raw if cell else None),
-            ]
-        body.append(line)
-    return markdown(head, body)
+    return markdown(*_rate_table(rows, handlers))
 
 
 def drain_figures(rows: Sequence[Row]) -> dict[str, float | None]:

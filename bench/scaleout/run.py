@@ -34,6 +34,7 @@ import requests
 from sqlalchemy import Engine, create_engine, func, select, text
 from sqlalchemy.engine import make_url
 
+from bench.core.results import markdown
 from devtools.emulator import NativeLocalStack, free_port
 from devtools.postgres import throwaway
 from pubsub_supervisor import db
@@ -304,18 +305,28 @@ def postgres(database_url: str | None) -> Iterator[str]:
 def format_table(results: Sequence[Result]) -> str:
     """A Markdown table of the figures, with the speed-up over one instance."""
     base = results[0]
-    lines = [
-        "| instances per service | orders | services done (s) | orders/s | speed-up "
-        "| web settled (s) | orders/s |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+    head = (
+        "instances per service",
+        "orders",
+        "services done (s)",
+        "orders/s",
+        "speed-up",
+        "web settled (s)",
+        "orders/s",
+    )
+    rows = [
+        [
+            str(r.instances),
+            str(r.orders),
+            f"{r.services_seconds:.1f}",
+            f"{r.services_rate:.0f}",
+            f"{r.services_rate / base.services_rate:.2f}x",
+            f"{r.settled_seconds:.1f}",
+            f"{r.settled_rate:.0f}",
+        ]
+        for r in results
     ]
-    for r in results:
-        lines.append(
-            f"| {r.instances} | {r.orders} | {r.services_seconds:.1f} | {r.services_rate:.0f} "
-            f"| {r.services_rate / base.services_rate:.2f}x | {r.settled_seconds:.1f} "
-            f"| {r.settled_rate:.0f} |"
-        )
-    return "\n".join(lines)
+    return markdown(head, rows)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
