@@ -29,9 +29,10 @@ from pubsub_supervisor.events import (
     new_id,
 )
 from pubsub_supervisor.migrate import current, migrate
+from pubsub_supervisor.provision import provision
 from pubsub_supervisor.queues import QueueReader
 from pubsub_supervisor.settings import STORE_NAMES, Settings
-from pubsub_supervisor.topology import Arns, QueueSpec, apply_topology
+from pubsub_supervisor.topology import Arns, QueueSpec
 
 #: Exit codes, named so scripts can tell failures apart.
 EXIT_OK = 0
@@ -80,15 +81,7 @@ def cmd_provision(args: argparse.Namespace, settings: Settings) -> int:
     if findings:
         return _report(findings, "the topology definition")
     print(f"{'Planning' if args.dry_run else 'Applying'} the topology at {where}")
-    changes = apply_topology(
-        topology,
-        sns=clients.sns,
-        sqs=clients.sqs,
-        ses=clients.ses,
-        arns=arns,
-        dry_run=args.dry_run,
-        progress=print,
-    )
+    changes = provision(settings, clients, arns=arns, dry_run=args.dry_run, progress=print)
     if not changes:
         print("Nothing to change: every resource is as defined.")
     else:

@@ -15,10 +15,9 @@ from urllib.parse import urlsplit
 from sqlalchemy import Engine
 
 from devtools.emulator import free_port
-from pubsub_supervisor.clients import arns_for, make_clients
 from pubsub_supervisor.db import make_engine
+from pubsub_supervisor.provision import provision
 from pubsub_supervisor.settings import Settings
-from pubsub_supervisor.topology import apply_topology
 from tests.support.stack import SupervisedStack
 
 #: The one product the load generator orders; stock enough that inventory never rejects.
@@ -65,22 +64,6 @@ def write_catalog(path: Path) -> Path:
     return path
 
 
-def provision(settings: Settings) -> None:
-    """Apply the project's topology, as `pubsub provision` does."""
-    # boto3 reads keys from the environment only; the emulator accepts any.
-    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
-        os.environ.setdefault(name, "test")
-    clients = make_clients(settings)
-    apply_topology(
-        settings.topology,
-        sns=clients.sns,
-        sqs=clients.sqs,
-        ses=clients.ses,
-        arns=arns_for(clients, settings.aws_region),
-        progress=lambda _line: None,
-    )
-
-
 @contextlib.contextmanager
 def running_stack(endpoint_url: str, state_dir: Path, say: Say) -> Iterator[BenchStack]:
     """Provision a fresh prefix on the emulator and run supervisord until the block ends."""
@@ -92,7 +75,10 @@ def running_stack(endpoint_url: str, state_dir: Path, say: Say) -> Iterator[Benc
     data_dir.mkdir(parents=True, exist_ok=True)
     catalog = write_catalog(state_dir / "catalog.json")
     settings = settings_for(endpoint_url, prefix, data_dir, catalog)
-    provision(settings)
+    # boto3 reads keys from the environment only; the emulator accepts any.
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        os.environ.setdefault(name, "test")
+    provision(settings, progress=lambda _line: None)
     env = {
         "AWS_ENDPOINT_URL": endpoint_url,
         "AWS_REGION": settings.aws_region,

@@ -38,10 +38,9 @@ from bench.core.results import markdown
 from devtools.emulator import NativeLocalStack, free_port
 from devtools.postgres import throwaway
 from pubsub_supervisor import db
-from pubsub_supervisor.clients import arns_for, make_clients
 from pubsub_supervisor.idempotency import processed_events
+from pubsub_supervisor.provision import provision
 from pubsub_supervisor.settings import SERVICE_NAMES, STORE_NAMES, Settings
-from pubsub_supervisor.topology import apply_topology
 from web.schema import order_services, outbox
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -200,14 +199,7 @@ def run_one(
             "LOG_LEVEL": "INFO",
         }
         settings = Settings.model_validate({k.lower(): v for k, v in env.items()})
-        clients = make_clients(settings)
-        apply_topology(
-            settings.topology,
-            sns=clients.sns,
-            sqs=clients.sqs,
-            ses=clients.ses,
-            arns=arns_for(clients, settings.aws_region),
-        )
+        provision(settings)
         engines = {name: db.make_engine(settings.database_url(name)) for name in STORE_NAMES}
         log_dir = work / prefix
         log_dir.mkdir(parents=True)

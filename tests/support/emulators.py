@@ -4,7 +4,7 @@
 `testcontainers` is LocalStack in a container (LOCALSTACK_IMAGE), with the same hook copied
 in. `moto` is moto's server mode from the app's virtualenv, `ministack` MiniStack from
 .venv-ministack. Those two run no init hooks from the project, so the fixture provisions
-them with `apply_topology`, exactly as `pubsub provision` does against AWS.
+them with `provision`, exactly as `pubsub provision` does against AWS.
 """
 
 from __future__ import annotations
@@ -21,9 +21,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from devtools.emulator import NativeLocalStack, free_port
-from pubsub_supervisor.clients import arns_for, make_clients
+from pubsub_supervisor.provision import provision
 from pubsub_supervisor.settings import Settings
-from pubsub_supervisor.topology import apply_topology
 from tests.support.docker import LOCALSTACK_IMAGES, local_image
 
 if TYPE_CHECKING:
@@ -231,7 +230,7 @@ class ContainerLocalStack:
 
 
 class ServerEmulator:
-    """An emulator server started natively on a free port, provisioned by `apply_topology`."""
+    """An emulator server started natively on a free port, provisioned by `provision`."""
 
     kind = ""
     dropped_attributes: frozenset[str] = frozenset()
@@ -291,14 +290,7 @@ class ServerEmulator:
         settings = Settings.model_validate(
             {"aws_endpoint_url": self.endpoint_url, "resource_prefix": prefix}
         )
-        clients = make_clients(settings)
-        apply_topology(
-            settings.topology,
-            sns=clients.sns,
-            sqs=clients.sqs,
-            ses=clients.ses,
-            arns=arns_for(clients, settings.aws_region),
-        )
+        provision(settings)
 
     def sent_emails(self, to: str) -> list[SentEmail]:
         """Messages the emulator's SES accepted for one recipient."""

@@ -12,23 +12,15 @@ from moto import mock_aws
 
 from devtools.emulator import free_port
 from pubsub_ops import cli
-from pubsub_supervisor.clients import arns_for, make_clients
+from pubsub_supervisor.provision import provision
 from pubsub_supervisor.settings import Settings
-from pubsub_supervisor.topology import apply_topology
 
 
 @pytest.fixture
 def aws(aws_env: None, settings: Settings) -> Iterator[Any]:
     """Mock AWS with the topology applied; yields its SQS client."""
     with mock_aws():
-        clients = make_clients(settings)
-        apply_topology(
-            settings.topology,
-            sns=clients.sns,
-            sqs=clients.sqs,
-            ses=clients.ses,
-            arns=arns_for(clients, settings.aws_region),
-        )
+        provision(settings)
         yield boto3.client("sqs", region_name="us-east-1")
 
 

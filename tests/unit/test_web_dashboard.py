@@ -14,9 +14,8 @@ from moto import mock_aws
 from prometheus_client.parser import text_string_to_metric_families
 
 from devtools.emulator import free_port
-from pubsub_supervisor.clients import arns_for, make_clients
+from pubsub_supervisor.provision import provision
 from pubsub_supervisor.settings import Settings
-from pubsub_supervisor.topology import apply_topology
 from web import create_app
 
 ORDER = {"customer_email": "ada@example.com", "items": [{"sku": "KB-001", "quantity": 2}]}
@@ -25,14 +24,7 @@ ORDER = {"customer_email": "ada@example.com", "items": [{"sku": "KB-001", "quant
 @pytest.fixture
 def sqs(aws_env: None, settings: Settings) -> Iterator[Any]:
     with mock_aws():
-        clients = make_clients(settings)
-        apply_topology(
-            settings.topology,
-            sns=clients.sns,
-            sqs=clients.sqs,
-            ses=clients.ses,
-            arns=arns_for(clients, settings.aws_region),
-        )
+        provision(settings)
         yield boto3.client("sqs", region_name="us-east-1")
 
 
