@@ -108,36 +108,15 @@ def open_loop(
     dropped (they are missing from the result).
     """
     offsets = send_offsets(rate, count)
-    lock = threading.Lock()
-    results: list[Sent] = []
-    cursor = iter(range(count))
     start = time.monotonic() + 0.05
-    stop_at = start + max_seconds
-
-    def sender() -> None:
-        client = OrderClient(base_url, body_for)
-        try:
-            while True:
-                with lock:
-                    index = next(cursor, None)
-                if index is None:
-                    return
-                due = start + offsets[index]
-                wait = due - time.monotonic()
-                if wait > 0:
-                    time.sleep(wait)
-                if time.monotonic() > stop_at:
-                    return
-                started = time.monotonic()
-                status, order_id = client.post(index)
-                sent = Sent(index, due, started, time.monotonic(), status, order_id)
-                with lock:
-                    results.append(sent)
-        finally:
-            client.close()
-
-    _run_threads(sender, senders)
-    return sorted(results, key=lambda s: s.index)
+    return _post_all(
+        base_url,
+        body_for,
+        threads=senders,
+        count=count,
+        stop_at=start + max_seconds,
+        due=lambda index: start + offsets[index],
+    )
 
 
 def closed_loop(
@@ -149,12 +128,30 @@ def closed_loop(
     max_requests: int,
 ) -> list[Sent]:
     """`clients` threads each POST, wait for the answer, POST again, for `seconds`."""
+    return _post_all(
+        base_url,
+        body_for,
+        threads=clients,
+        count=max_requests,
+        stop_at=time.monotonic() + seconds,
+    )
+
+
+def _post_all(
+    base_url: str,
+    body_for: Callable[[int], bytes],
+    *,
+    threads: int,
+    count: int,
+    stop_at: float,
+    due: Callable[[int], float] | None = None,
+) -> list[Sent]:
+    """`threads` threads POST the next of `count` orders until `stop_at`, each not before `due`."""
     lock = threading.Lock()
     results: list[Sent] = []
-    cursor = iter(range(max_requests))
-    stop_at = time.monotonic() + seconds
+    cursor = iter(range(count))
 
-    def client_loop() -> None:
+    def sender() -> None:
         client = OrderClient(base_url, body_for)
         try:
             while time.monotonic() < stop_at:
@@ -162,15 +159,22 @@ def closed_loop(
                     index = next(cursor, None)
                 if index is None:
                     return
+                due_at = None if due is None else due(index)
+                if due_at is not None:
+                    wait = due_at - time.monotonic()
+                    if wait > 0:
+                        time.sleep(wait)
+                    if time.monotonic() > stop_at:
+                        return
                 started = time.monotonic()
                 status, order_id = client.post(index)
-                sent = Sent(index, started, started, time.monotonic(), status, order_id)
+                sent = Sent(index, due_at or started, started, time.monotonic(), status, order_id)
                 with lock:
                     results.append(sent)
         finally:
             client.close()
 
-    _run_threads(client_loop, clients)
+    _run_threads(sender, threads)
     return sorted(results, key=lambda s: s.index)
 
 
