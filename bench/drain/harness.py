@@ -17,12 +17,13 @@ from typing import TYPE_CHECKING
 
 from bench.core import payload
 from bench.core.cpu import tree_cpu_s
+from bench.core.queues import queue_depth
 from bench.drain.contenders.common import WorkerEnv, sqs_client
 from bench.drain.contenders.specs import Spec
 from bench.drain.tally import TallyReader, TallySummary
 
 if TYPE_CHECKING:
-    from mypy_boto3_sqs import SQSClient
+    pass
 
 #: Seconds between looks at the tally file.
 POLL_S = 0.05
@@ -110,17 +111,6 @@ class Children:
         """Stop every worker still running."""
         for proc in list(self._procs.values()):
             self.stop(proc)
-
-
-def queue_depth(sqs: SQSClient, queue_url: str) -> int:
-    """Messages still in the queue, visible or held by a consumer."""
-    attrs = sqs.get_queue_attributes(
-        QueueUrl=queue_url,
-        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-    )["Attributes"]
-    return int(attrs["ApproximateNumberOfMessages"]) + int(
-        attrs["ApproximateNumberOfMessagesNotVisible"]
-    )
 
 
 class Harness:

@@ -17,6 +17,7 @@ from botocore.config import Config
 
 from bench.core import payload
 from bench.core.cpu import tree_cpu_s
+from bench.core.queues import queue_depth
 from bench.drain.contenders.common import ACCESS_KEY, REGION, SECRET_KEY
 
 if TYPE_CHECKING:
@@ -53,16 +54,6 @@ def _clients(endpoint_url: str) -> tuple[SNSClient, SQSClient]:
     return (
         session.client("sns", endpoint_url=endpoint_url, config=config),
         session.client("sqs", endpoint_url=endpoint_url, config=config),
-    )
-
-
-def _depth(sqs: SQSClient, url: str) -> int:
-    attrs = sqs.get_queue_attributes(
-        QueueUrl=url,
-        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-    )["Attributes"]
-    return int(attrs["ApproximateNumberOfMessages"]) + int(
-        attrs["ApproximateNumberOfMessagesNotVisible"]
     )
 
 
@@ -173,7 +164,7 @@ def _wait_delivered(
 ) -> None:
     remaining = list(urls)
     while remaining:
-        remaining = [url for url in remaining if _depth(sqs, url) < events]
+        remaining = [url for url in remaining if queue_depth(sqs, url) < events]
         if not remaining:
             break
         if time.monotonic() > deadline:
