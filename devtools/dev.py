@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -190,84 +190,100 @@ def _already_stopping(signum: int, _frame: object) -> None:
     log.info("already stopping (received %s); please wait", signal.Signals(signum).name)
 
 
-def run(plan: DevPlan, emulator: NativeLocalStack, environ: Mapping[str, str]) -> int:
-    """Start the emulator and supervisord, wait for a signal or a failure, then stop both."""
-    supervisor: subprocess.Popen[bytes] | None = None
+def _with_emulator(
+    emulator: NativeLocalStack, body: Callable[[], int], stop_first: Callable[[], None]
+) -> int:
+    """Start the emulator, run `body` until a signal, then `stop_first()` and stop the emulator."""
     try:
         try:
             emulator.start()
         except EmulatorError as exc:
             log.error("the emulator did not start: %s", exc)
             return EXIT_EMULATOR
-        for directory in (plan.run_dir, plan.log_dir):
-            directory.mkdir(parents=True, exist_ok=True)
-        cmd = [str(plan.venv / "bin" / "supervisord"), "-n", "-c", str(plan.conf)]
-        log.info("starting supervisord -c %s (program logs: %s)", plan.conf, plan.log_dir)
-        supervisor = subprocess.Popen(
-            cmd,
-            env=plan.supervisor_env(environ),
-            cwd=plan.root,
-            stdin=subprocess.DEVNULL,
-            # Its own session, so terminal signals reach only us and we stop it before the
-            # emulator its programs depend on.
-            start_new_session=True,
-        )
-        started = time.monotonic()
-        while True:
-            try:
-                code = supervisor.wait(timeout=1)
-            except subprocess.TimeoutExpired:
-                if not emulator.is_running():
-                    log.error(
-                        "the emulator stopped unexpectedly; see %s. Stopping everything.",
-                        emulator.log_path,
-                    )
-                    return EXIT_EMULATOR
-                continue
-            if code == 0:
-                log.info("supervisord exited")
-                return EXIT_OK
-            when = "at startup" if time.monotonic() - started < 10 else "unexpectedly"
-            log.error(
-                "supervisord exited %s with code %d: see its messages above and the program "
-                "logs in %s, and check %s (if another `make dev` runs in this checkout, its "
-                "supervisord holds the socket in %s)",
-                when,
-                code,
-                plan.log_dir,
-                plan.conf,
-                plan.run_dir,
-            )
-            return EXIT_SUPERVISOR
+        return body()
     except KeyboardInterrupt:
         return EXIT_OK
     finally:
         signal.signal(signal.SIGINT, _already_stopping)
         signal.signal(signal.SIGTERM, _already_stopping)
-        if supervisor is not None:
-            stop_supervisor(supervisor, SUPERVISOR_STOP_TIMEOUT)
+        stop_first()
         emulator.stop()
+
+
+def run(plan: DevPlan, emulator: NativeLocalStack, environ: Mapping[str, str]) -> int:
+    """Start the emulator and supervisord, wait for a signal or a failure, then stop both."""
+    started: list[subprocess.Popen[bytes]] = []
+
+    def stop_started() -> None:
+        for supervisor in started:
+            stop_supervisor(supervisor, SUPERVISOR_STOP_TIMEOUT)
+
+    return _with_emulator(
+        emulator, lambda: _supervise(plan, emulator, environ, started), stop_started
+    )
+
+
+def _supervise(
+    plan: DevPlan,
+    emulator: NativeLocalStack,
+    environ: Mapping[str, str],
+    started: list[subprocess.Popen[bytes]],
+) -> int:
+    """Run supervisord (appended to `started`) until it exits or the emulator stops."""
+    for directory in (plan.run_dir, plan.log_dir):
+        directory.mkdir(parents=True, exist_ok=True)
+    cmd = [str(plan.venv / "bin" / "supervisord"), "-n", "-c", str(plan.conf)]
+    log.info("starting supervisord -c %s (program logs: %s)", plan.conf, plan.log_dir)
+    supervisor = subprocess.Popen(
+        cmd,
+        env=plan.supervisor_env(environ),
+        cwd=plan.root,
+        stdin=subprocess.DEVNULL,
+        # Its own session, so terminal signals reach only us and we stop it before the
+        # emulator its programs depend on.
+        start_new_session=True,
+    )
+    started.append(supervisor)
+    since = time.monotonic()
+    while True:
+        try:
+            code = supervisor.wait(timeout=1)
+        except subprocess.TimeoutExpired:
+            if not emulator.is_running():
+                log.error(
+                    "the emulator stopped unexpectedly; see %s. Stopping everything.",
+                    emulator.log_path,
+                )
+                return EXIT_EMULATOR
+            continue
+        if code == 0:
+            log.info("supervisord exited")
+            return EXIT_OK
+        when = "at startup" if time.monotonic() - since < 10 else "unexpectedly"
+        log.error(
+            "supervisord exited %s with code %d: see its messages above and the program "
+            "logs in %s, and check %s (if another `make dev` runs in this checkout, its "
+            "supervisord holds the socket in %s)",
+            when,
+            code,
+            plan.log_dir,
+            plan.conf,
+            plan.run_dir,
+        )
+        return EXIT_SUPERVISOR
 
 
 def run_emulator_only(emulator: NativeLocalStack) -> int:
     """Run only the emulator until a signal (`make emulator`)."""
-    try:
-        try:
-            emulator.start()
-        except EmulatorError as exc:
-            log.error("the emulator did not start: %s", exc)
-            return EXIT_EMULATOR
+
+    def wait() -> int:
         log.info("emulator ready at %s; Ctrl-C stops it", emulator.endpoint_url)
         while emulator.is_running():
             time.sleep(0.5)
         log.error("the emulator stopped unexpectedly; see %s", emulator.log_path)
         return EXIT_EMULATOR
-    except KeyboardInterrupt:
-        return EXIT_OK
-    finally:
-        signal.signal(signal.SIGINT, _already_stopping)
-        signal.signal(signal.SIGTERM, _already_stopping)
-        emulator.stop()
+
+    return _with_emulator(emulator, wait, lambda: None)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
