@@ -147,18 +147,18 @@ def plot_e2e(
             fontsize=8,
         )
     lat_ax.axhline(250, color="grey", linestyle=":", linewidth=1, label="250 ms")
-    lat_ax.set_yscale("log")
     ticks = sorted({*xs, *(s.offered for s in halves)})
     for ax in (lat_ax, rate_ax):
         ax.set_xscale("log")
+        ax.set_yscale("log")
         ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
         ax.xaxis.set_minor_formatter(FuncFormatter(lambda *_: ""))
-    lat_ax.yaxis.set_major_formatter(plain)
+        ax.yaxis.set_major_formatter(plain)
+        ax.grid(True, which="both", alpha=0.3)
     lat_ax.set_xlabel("offered orders/s (open loop; red band: saturated)")
     lat_ax.set_ylabel("order created -> service result recorded (ms)")
     lat_ax.set_title("latency per (order, service)")
     lat_ax.legend(loc="upper left", fontsize=8)
-    lat_ax.grid(True, which="both", alpha=0.3)
 
     rate_ax.plot(xs, [s.completed_rate or float("nan") for s in ladder], "o-", label="completed/s")
     rate_ax.plot(
@@ -182,13 +182,10 @@ def plot_e2e(
             linestyle="--",
             label=f"outbox relay (backlog) {relay_rate:,.0f}/s",
         )
-    rate_ax.set_yscale("log")
-    rate_ax.yaxis.set_major_formatter(plain)
     rate_ax.set_xlabel("offered orders/s")
     rate_ax.set_ylabel("orders/s with all three results recorded")
     rate_ax.set_title("throughput (log scales)")
     rate_ax.legend(loc="center left", fontsize=8)
-    rate_ax.grid(True, which="both", alpha=0.3)
     fig.suptitle(title)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
