@@ -383,16 +383,7 @@ def markdown_report(run: Run, meta: dict[str, Any], verdicts: list[targets.Targe
         rows = footprint_rows(run.idle, run.load)
         parts.append(results.markdown(FOOTPRINT_HEAD, rows))
         parts.append(footprint_notes(run.idle, run.relay_cost, run.dev).replace("\n", "  \n"))
-    target_rows = [
-        [
-            t.name,
-            "-" if t.value is None else f"{t.value:.2f} {t.unit}".strip(),
-            f"{t.op} {t.bound:g} {t.unit}".strip(),
-            {True: "yes", False: "**no**", None: "not measured"}[t.met],
-        ]
-        for t in verdicts
-    ]
-    parts.append(results.markdown(("target", "measured", "bound", "met"), target_rows))
+    parts.append(results.markdown(targets.HEAD, targets.rows(verdicts, missed="**no**")))
     return "\n\n".join(parts) + "\n"
 
 

@@ -87,11 +87,24 @@ def evaluate(f: Figures) -> list[Target]:
     ]
 
 
+#: The head of the targets table.
+HEAD = ("target", "measured", "bound", "met")
+
+
+def rows(targets: Sequence[Target], *, missed: str = "NO") -> list[list[str]]:
+    """Target, measured, bound and verdict per target; `missed` marks one not met."""
+    verdicts = {True: "yes", False: missed, None: "not measured"}
+    return [
+        [
+            t.name,
+            "-" if t.value is None else f"{t.value:.2f} {t.unit}".strip(),
+            f"{t.op} {t.bound:g} {t.unit}".strip(),
+            verdicts[t.met],
+        ]
+        for t in targets
+    ]
+
+
 def format_targets(targets: Sequence[Target]) -> str:
     """A fixed-width table: target, measured, bound, verdict."""
-    lines = []
-    for t in targets:
-        value = "-" if t.value is None else f"{t.value:.2f} {t.unit}".strip()
-        verdict = {True: "yes", False: "NO", None: "not measured"}[t.met]
-        lines.append([t.name, value, f"{t.op} {t.bound:g} {t.unit}".strip(), verdict])
-    return table(("target", "measured", "bound", "met"), lines)
+    return table(HEAD, rows(targets))

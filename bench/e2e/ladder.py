@@ -18,6 +18,7 @@ from datetime import datetime
 from sqlalchemy import Engine, func, select
 
 from bench.core.cpu import tree_cpu_s
+from bench.core.results import ms
 from bench.core.stats import Latency, completion_rate, kept_up, rate_ladder, step_size
 from bench.e2e.load import Sent, open_loop, order_body
 from bench.e2e.stack import SKU, BenchStack
@@ -302,17 +303,13 @@ def peak_rate(steps: Sequence[StepResult]) -> float | None:
     return max(rates) if rates else None
 
 
-def _ms(latency: Latency | None, attr: str) -> str:
-    return "-" if latency is None else f"{getattr(latency, attr) * 1000:.0f}"
-
-
 def describe(step: StepResult) -> str:
     """One progress line for a step."""
     rate = f"{step.completed_rate:.1f}/s" if step.completed_rate else "-"
     return (
         f"{'kept up' if step.kept_up else 'SATURATED'}: {step.accepted}/{step.orders} accepted, "
-        f"completed {rate}, e2e p50/p95/p99 {_ms(step.e2e, 'p50')}/{_ms(step.e2e, 'p95')}/"
-        f"{_ms(step.e2e, 'p99')} ms, publish lag p50 {_ms(step.publish_lag, 'p50')} ms"
+        f"completed {rate}, e2e p50/p95/p99 {ms(step.e2e, 'p50')}/{ms(step.e2e, 'p95')}/"
+        f"{ms(step.e2e, 'p99')} ms, publish lag p50 {ms(step.publish_lag, 'p50')} ms"
         + (f", emulator {step.emulator_cpu_ms:.1f} ms CPU/order" if step.emulator_cpu_ms else "")
         + ("" if step.settled else " (not settled in time)")
     )
