@@ -7,7 +7,8 @@ what was not started and lets the rest finish. Middleware hooks see every step, 
 `ConsumerStats` (one of them) counts.
 
 It knows nothing about orders: a handler is a function of one `Message` that returns on
-success and raises on failure (see `retries`).
+success and raises on failure (see `retries`). It installs no signal handlers: the
+program runner (`pubsub_supervisor.program`) stops it.
 """
 
 from __future__ import annotations
@@ -15,13 +16,11 @@ from __future__ import annotations
 import logging
 import os
 import queue
-import signal
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from types import FrameType
 from typing import TYPE_CHECKING, NoReturn
 
 from pubsub_supervisor import logs
@@ -156,10 +155,8 @@ class Consumer:
 
     # -- life cycle -------------------------------------------------------------------
 
-    def run(self, *, install_signal_handlers: bool = True) -> None:
-        """Consume until `stop()` (or SIGTERM/SIGINT), then drain and return."""
-        if install_signal_handlers:
-            self._install_signal_handlers()
+    def run(self) -> None:
+        """Consume until `stop()`, then drain and return."""
         self.retries.load(self._stopping)
         threads = self._start_threads()
         log.info(
@@ -185,14 +182,6 @@ class Consumer:
     def wait_stopped(self, timeout: float | None = None) -> bool:
         """Block until `run()` has drained and returned."""
         return self._stopped.wait(timeout)
-
-    def _install_signal_handlers(self) -> None:
-        def handle(signum: int, _frame: FrameType | None) -> None:
-            log.info("signal received, draining", extra={"signal": signal.Signals(signum).name})
-            self.stop()
-
-        signal.signal(signal.SIGTERM, handle)
-        signal.signal(signal.SIGINT, handle)
 
     def _start_threads(self) -> dict[str, list[threading.Thread]]:
         return {
