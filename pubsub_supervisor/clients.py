@@ -13,9 +13,13 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from botocore.parsers import ResponseParserError
 
+from pubsub_supervisor.retry import Backoff
 from pubsub_supervisor.topology import Arns, is_missing
 
 log = logging.getLogger(__name__)
+
+#: First pause of a retry loop; it doubles per failure.
+FIRST_RETRY_SECONDS = 0.5
 
 if TYPE_CHECKING:
     from mypy_boto3_ses import SESClient
@@ -82,17 +86,17 @@ def queue_url(clients: AwsClients, name: str) -> str:
 def until_reachable[T](call: Callable[[], T], what: str, max_delay: float = 30.0) -> T:
     """Call until it succeeds, backing off: programs start before the emulator is ready,
     and ride out its restarts, instead of crash-looping under supervisord."""
-    delay = 0.5
+    delays = Backoff(FIRST_RETRY_SECONDS, max_delay)
     while True:
         try:
             return call()
         except Exception as error:
+            delay = delays.next()
             log.warning(
                 "not reachable yet, retrying",
                 extra={"what": what, "error": str(error), "retry_in": delay},
             )
             time.sleep(delay)
-            delay = min(delay * 2, max_delay)
 
 
 #: Error codes that say "not now" rather than "never": throttling, and a resource that
@@ -129,19 +133,19 @@ def retry_transient[T](
     Only for idempotent calls: a timed-out request may have taken effect.
     """
     deadline = time.monotonic() + max_seconds
-    delay = 0.5
+    delays = Backoff(FIRST_RETRY_SECONDS, max_delay)
     while True:
         try:
             return call()
         except Exception as error:
+            delay = delays.delay
             if not is_transient(error) or should_stop() or time.monotonic() + delay > deadline:
                 raise
             log.warning(
                 "endpoint failed, retrying",
-                extra={"what": what, "error": str(error), "retry_in": delay},
+                extra={"what": what, "error": str(error), "retry_in": delays.next()},
             )
             _pause(delay, should_stop)
-            delay = min(delay * 2, max_delay)
 
 
 def _pause(seconds: float, should_stop: Callable[[], bool]) -> None:

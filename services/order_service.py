@@ -7,22 +7,12 @@ module runs it on the consumer runtime and publishes each outcome to the results
 from __future__ import annotations
 
 import logging
-import signal
-import threading
 from collections.abc import Callable
-from types import FrameType
 from typing import TYPE_CHECKING, Protocol
 
-from pubsub_supervisor import logs, metrics
-from pubsub_supervisor.clients import (
-    AwsClients,
-    arns_for,
-    make_clients,
-    queue_url,
-    retry_transient,
-    until_reachable,
-)
-from pubsub_supervisor.errors import ConfigError, PoisonMessage
+from pubsub_supervisor import logs
+from pubsub_supervisor.clients import AwsClients, arns_for, retry_transient, until_reachable
+from pubsub_supervisor.errors import PoisonMessage
 from pubsub_supervisor.events import (
     OrderCreated,
     ServiceResult,
@@ -33,17 +23,14 @@ from pubsub_supervisor.events import (
     unwrap_body,
 )
 from pubsub_supervisor.idempotency import Outcome
-from pubsub_supervisor.runtime import Consumer, ConsumerConfig, Message, exit_after_drain
-from pubsub_supervisor.runtime.metrics import MetricsMiddleware
+from pubsub_supervisor.program import Part, consumer_for, exit_after_drain, run_program
+from pubsub_supervisor.runtime import Message
 from pubsub_supervisor.settings import Settings
 
 if TYPE_CHECKING:
     from mypy_boto3_sns import SNSClient
 
 log = logging.getLogger(__name__)
-
-#: Exit code for a configuration error; supervisord treats it as fatal (see exitcodes).
-EXIT_CONFIG = 2
 
 
 class OrderService(Protocol):
@@ -137,94 +124,40 @@ def run_service(
     settings: Settings | None = None,
 ) -> int:
     """Entry point of a service program: build it, consume its queue until SIGTERM."""
-    try:
-        settings = settings or Settings()
-        logs.configure(settings.program_name or f"{name}_service", settings.log_level)
-        metrics.prepare()
-        clients = make_clients(
-            settings, pool=settings.consumer_concurrency + settings.consumer_pollers + 8
-        )
+    return run_program(f"{name}_service", service_parts(name, build), settings)
+
+
+def service_parts(
+    name: str, build: Callable[[Settings, AwsClients], OrderService]
+) -> Callable[[Settings, AwsClients], list[Part]]:
+    """What a service program runs: the consumer of its queue, publishing each outcome,
+    and the consumers of the other queues it reads (its `companions`)."""
+
+    def parts(settings: Settings, clients: AwsClients) -> list[Part]:
         service = build(settings, clients)
-    except ConfigError as error:
-        log.critical("configuration error", extra={"error": str(error)})
-        return EXIT_CONFIG
-    spec = settings.topology.queue_for(name)
-    arns = until_reachable(lambda: arns_for(clients, settings.aws_region), "STS")
-    url = until_reachable(lambda: queue_url(clients, spec.name), f"queue {spec.name}")
-    results = ResultPublisher(
-        clients.sns,
-        arns.topic(settings.topology.results_topic),
-        name,
-        should_stop=lambda: consumer.stopping,
-    )
-    consumer = Consumer(
-        clients.sqs,
-        url,
-        make_handler(service, results),
-        config=ConsumerConfig(
-            concurrency=settings.consumer_concurrency,
-            pollers=settings.consumer_pollers,
-            wait_seconds=settings.consumer_wait_seconds,
-            visibility_timeout=spec.visibility_timeout,
-        ),
-        middleware=[MetricsMiddleware(settings.program_name, spec.name)],
-        on_dead_letter=dead_letter_reporter(results),
-    )
-    companions = [
-        companion_consumer(settings, clients, queue, handler)
-        for queue, handler in getattr(service, "companions", dict)().items()
-    ]
-    run_together(consumer, companions)
-    return 0
-
-
-def companion_consumer(
-    settings: Settings, clients: AwsClients, consumer_name: str, handler: Callable[[Message], None]
-) -> Consumer:
-    """A small consumer of another queue the program reads (the email service's SES events)."""
-    spec = settings.topology.queue_for(consumer_name)
-    url = until_reachable(lambda: queue_url(clients, spec.name), f"queue {spec.name}")
-    return Consumer(
-        clients.sqs,
-        url,
-        handler,
-        config=ConsumerConfig(
-            concurrency=2,
-            pollers=1,
-            wait_seconds=settings.consumer_wait_seconds,
-            visibility_timeout=spec.visibility_timeout,
-        ),
-        middleware=[MetricsMiddleware(settings.program_name, spec.name)],
-    )
-
-
-def run_together(main_consumer: Consumer, companions: list[Consumer]) -> None:
-    """Run the main consumer here and its companions beside it; SIGTERM drains them all."""
-    threads = [
-        threading.Thread(
-            target=companion.run,
-            kwargs={"install_signal_handlers": False},
-            name=f"companion-{companion.queue_name}",
-            daemon=True,
+        arns = until_reachable(lambda: arns_for(clients, settings.aws_region), "STS")
+        results = ResultPublisher(
+            clients.sns,
+            arns.topic(settings.topology.results_topic),
+            name,
+            should_stop=lambda: consumer.stopping,
         )
-        for companion in companions
-    ]
+        consumer = consumer_for(
+            settings,
+            clients,
+            name,
+            make_handler(service, results),
+            on_dead_letter=dead_letter_reporter(results),
+        )
+        companions = [
+            # A small consumer of another queue the program reads (the email service's
+            # SES events).
+            consumer_for(settings, clients, queue, handler, concurrency=2, pollers=1)
+            for queue, handler in getattr(service, "companions", dict)().items()
+        ]
+        return [consumer, *companions]
 
-    def stop_all(signum: int, _frame: FrameType | None) -> None:
-        log.info("signal received, draining", extra={"signal": signal.Signals(signum).name})
-        main_consumer.stop()
-        for companion in companions:
-            companion.stop()
-
-    signal.signal(signal.SIGTERM, stop_all)
-    signal.signal(signal.SIGINT, stop_all)
-    for thread in threads:
-        thread.start()
-    main_consumer.run(install_signal_handlers=False)
-    for companion in companions:
-        companion.stop()
-    for companion in companions:
-        companion.wait_stopped(companion.config.drain_seconds)
+    return parts
 
 
 def main(name: str, build: Callable[[Settings, AwsClients], OrderService]) -> None:

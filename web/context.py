@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 
 from sqlalchemy import Engine
@@ -20,6 +20,8 @@ class WebContext:
     """Built once per process from the settings."""
 
     settings: Settings
+    #: Clients made already (the program runner's); None: made from the settings.
+    clients: AwsClients | None = field(default=None, repr=False)
 
     @cached_property
     def engine(self) -> Engine:
@@ -36,7 +38,7 @@ class WebContext:
     @cached_property
     def aws(self) -> AwsClients:
         """Clients for the configured endpoint."""
-        return make_clients(self.settings)
+        return self.clients or make_clients(self.settings)
 
     @cached_property
     def probe(self) -> AwsClients:

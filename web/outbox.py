@@ -27,6 +27,7 @@ from sqlalchemy import Engine, func, or_, select, update
 
 from pubsub_supervisor import db, logs
 from pubsub_supervisor.events import utcnow
+from pubsub_supervisor.retry import backoff
 from web.schema import order_services, outbox
 
 if TYPE_CHECKING:
@@ -102,7 +103,7 @@ class OutboxRelay:
         log.info("outbox relay stopped")
 
     def _backoff(self) -> float:
-        return float(min(MAX_BACKOFF_SECONDS, 2 ** min(self._failures - 1, 10)))
+        return backoff(self._failures, 1, MAX_BACKOFF_SECONDS)
 
     def pending(self) -> int:
         """Rows not yet published (the backlog)."""
@@ -262,7 +263,7 @@ class OutboxRelay:
         with db.write(self.engine) as conn:
             for row in rows:
                 if row.seq in errors:
-                    delay = min(MAX_BACKOFF_SECONDS, 2 ** min(row.attempts, 10))
+                    delay = backoff(row.attempts + 1, 1, MAX_BACKOFF_SECONDS)
                     conn.execute(
                         update(outbox)
                         .where(outbox.c.seq == row.seq)

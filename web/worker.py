@@ -6,18 +6,15 @@ Run as `python -m web.worker` (supervisord program `web_worker`).
 from __future__ import annotations
 
 import logging
-import signal
-import threading
 from collections.abc import Callable
-from types import FrameType
 from typing import TYPE_CHECKING
 
 from pubsub_supervisor import logs, metrics
-from pubsub_supervisor.clients import queue_url, until_reachable
+from pubsub_supervisor.clients import AwsClients, queue_url, until_reachable
 from pubsub_supervisor.errors import PoisonMessage
 from pubsub_supervisor.events import ServiceResult, decode
-from pubsub_supervisor.runtime import Consumer, ConsumerConfig, Message, exit_after_drain
-from pubsub_supervisor.runtime.metrics import MetricsMiddleware
+from pubsub_supervisor.program import Part, consumer_for, exit_after_drain, run_program
+from pubsub_supervisor.runtime import Message
 from pubsub_supervisor.settings import Settings
 from web import store
 from web.context import WebContext
@@ -59,18 +56,13 @@ def queue_backlog(sqs: SQSClient, urls: Callable[[], list[str]]) -> Callable[[],
     return backlog
 
 
-def main() -> int:
-    """Run the relay and the results consumer until SIGTERM."""
-    settings = Settings()
-    logs.configure(settings.program_name, settings.log_level)
-    metrics.prepare()
-    context = WebContext(settings)
+def build(settings: Settings, clients: AwsClients) -> list[Part]:
+    """The outbox relay and the consumer of the web's queue."""
+    context = WebContext(settings, clients)
     topic_arns = until_reachable(lambda: context.topic_arns, "STS")
-    spec = settings.topology.queue_for("web")
-    url = until_reachable(lambda: queue_url(context.aws, spec.name), f"queue {spec.name}")
     relay = OutboxRelay(
         context.engine,
-        context.aws.sns,
+        clients.sns,
         topic_arns,
         poll_interval=settings.outbox_poll_interval,
         claim_seconds=settings.outbox_claim_seconds,
@@ -78,35 +70,17 @@ def main() -> int:
         on_failed=metrics.OUTBOX_FAILURES.labels(program=settings.program_name).inc,
         republish_after=settings.outbox_republish_after,
         backlog=queue_backlog(
-            context.aws.sqs,
-            lambda: [queue_url(context.aws, q.name) for q in settings.topology.queues],
+            clients.sqs,
+            lambda: [queue_url(clients, q.name) for q in settings.topology.queues],
         ),
     )
-    consumer = Consumer(
-        context.aws.sqs,
-        url,
-        result_handler(context),
-        config=ConsumerConfig(
-            concurrency=4,
-            wait_seconds=settings.consumer_wait_seconds,
-            visibility_timeout=spec.visibility_timeout,
-        ),
-        middleware=[MetricsMiddleware(settings.program_name, spec.name)],
-    )
+    consumer = consumer_for(settings, clients, "web", result_handler(context), concurrency=4)
+    return [relay, consumer]
 
-    def stop(signum: int, _frame: FrameType | None) -> None:
-        log.info("signal received, stopping", extra={"signal": signal.Signals(signum).name})
-        relay.stop()
-        consumer.stop()
 
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    relay_thread = threading.Thread(target=relay.run, name="outbox-relay")
-    relay_thread.start()
-    consumer.run(install_signal_handlers=False)
-    relay.stop()
-    relay_thread.join()
-    return 0
+def main() -> int:
+    """Run the relay and the results consumer until SIGTERM."""
+    return run_program("web_worker", build)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Prometheus metrics of a consumer, through the runtime's Middleware hooks.
 
-The runtime knows nothing about Prometheus; a program adds this middleware to its Consumer.
+The runtime knows nothing about Prometheus; a program adds this middleware to its Consumer,
+which then counts through it (it is the consumer's `ConsumerStats`).
 """
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ import threading
 import time
 
 from pubsub_supervisor import metrics
-from pubsub_supervisor.runtime import Message, Middleware
+from pubsub_supervisor.runtime.message import Message
+from pubsub_supervisor.runtime.stats import ConsumerStats
 
 #: The oldest-age gauge covers messages handled this many seconds back.
 AGE_WINDOW_SECONDS = 60.0
@@ -18,29 +20,35 @@ AGE_WINDOW_SECONDS = 60.0
 REFRESH_SECONDS = 5.0
 
 
-class MetricsMiddleware(Middleware):
+class MetricsMiddleware(ConsumerStats):
     """Counts, times and ages the messages of one consumer, labelled by program and queue."""
 
     def __init__(self, program: str, queue: str) -> None:
+        super().__init__()
         labels = {"program": program, "queue": queue}
-        self._received = metrics.RECEIVED.labels(**labels)
-        self._processed = metrics.PROCESSED.labels(**labels)
-        self._failed = metrics.FAILED.labels(**labels)
-        self._retried = metrics.RETRIED.labels(**labels)
-        self._dead_lettered = metrics.DEAD_LETTERED.labels(**labels)
+        #: The Prometheus counter of each consumer counter that has one.
+        self._exported = {
+            "received": metrics.RECEIVED.labels(**labels),
+            "processed": metrics.PROCESSED.labels(**labels),
+            "failed": metrics.FAILED.labels(**labels),
+            "retried": metrics.RETRIED.labels(**labels),
+            "dead_lettered": metrics.DEAD_LETTERED.labels(**labels),
+        }
         self._latency = metrics.HANDLER_LATENCY.labels(**labels)
         self._age = metrics.MESSAGE_AGE.labels(**labels)
         self._oldest = metrics.OLDEST_MESSAGE_AGE.labels(**labels)
-        self._lock = threading.Lock()
+        self._ages_lock = threading.Lock()
         #: (monotonic time handled, age) of recent messages, oldest first.
         self._recent: collections.deque[tuple[float, float]] = collections.deque()
         self._oldest.set(0)
         # Ages leave the window while the queue is idle too: refresh the gauge now and then.
         threading.Thread(target=self._refresh_loop, name="age-window", daemon=True).start()
 
-    def after_receive(self, queue: str, count: int) -> None:
-        """Count received messages."""
-        self._received.inc(count)
+    def counted(self, counter: str, n: int) -> None:
+        """Export a count."""
+        exported = self._exported.get(counter)
+        if exported is not None:
+            exported.inc(n)
 
     def before_process(self, message: Message) -> None:
         """Record the message's age as its handler starts."""
@@ -53,13 +61,13 @@ class MetricsMiddleware(Middleware):
 
     def observe_age(self, age: float, at: float) -> None:
         """Fold one age into the oldest-in-window gauge."""
-        with self._lock:
+        with self._ages_lock:
             self._recent.append((at, age))
         self.refresh(at)
 
     def refresh(self, at: float) -> float:
         """Drop ages older than the window; set and return the gauge."""
-        with self._lock:
+        with self._ages_lock:
             while self._recent and self._recent[0][0] < at - AGE_WINDOW_SECONDS:
                 self._recent.popleft()
             oldest = max((a for _, a in self._recent), default=0.0)
@@ -74,15 +82,4 @@ class MetricsMiddleware(Middleware):
     def after_process(self, message: Message, seconds: float, error: BaseException | None) -> None:
         """Time the handler; count its success or failure."""
         self._latency.observe(seconds)
-        if error is None:
-            self._processed.inc()
-        else:
-            self._failed.inc()
-
-    def after_retry(self, message: Message, delay: int, reason: str) -> None:
-        """Count a retry."""
-        self._retried.inc()
-
-    def after_dead_letter(self, message: Message, reason: str) -> None:
-        """Count a dead-lettered message."""
-        self._dead_lettered.inc()
+        super().after_process(message, seconds, error)

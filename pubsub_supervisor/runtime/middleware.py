@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from pubsub_supervisor.runtime.message import Message
+
+log = logging.getLogger(__name__)
 
 
 class Middleware:
@@ -28,3 +32,24 @@ class Middleware:
 
     def after_ack(self, message: Message) -> None:
         """The message was deleted after success."""
+
+    def after_release(self, messages: Sequence[Message]) -> None:
+        """Messages received but not started were handed back for immediate redelivery."""
+
+    def after_extend(self, messages: Sequence[Message]) -> None:
+        """The heartbeat extended the visibility of messages still in hand."""
+
+
+class Hooks:
+    """Calls one hook on every middleware in order; a failing middleware is logged and skipped."""
+
+    def __init__(self, middleware: Sequence[Middleware]) -> None:
+        self.middleware = tuple(middleware)
+
+    def emit(self, hook: str, *args: Any) -> None:
+        """Call `hook(*args)` on each middleware."""
+        for middleware in self.middleware:
+            try:
+                getattr(middleware, hook)(*args)
+            except Exception:
+                log.exception("middleware hook failed", extra={"hook": hook})

@@ -206,10 +206,7 @@ def test_handler_slower_than_the_visibility_timeout_runs_once(
 
     config = ConsumerConfig(concurrency=3, batch_size=3, visibility_timeout=2, wait_seconds=1)
     replicas = [Consumer(sqs, url, handler_for(i), config=config) for i in range(2)]
-    threads = [
-        threading.Thread(target=c.run, kwargs={"install_signal_handlers": False}, daemon=True)
-        for c in replicas
-    ]
+    threads = [threading.Thread(target=c.run, daemon=True) for c in replicas]
     for thread in threads:
         thread.start()
     try:

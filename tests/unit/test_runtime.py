@@ -83,9 +83,7 @@ class Running:
 
     def __init__(self, consumer: Consumer) -> None:
         self.consumer = consumer
-        self.thread = threading.Thread(
-            target=consumer.run, kwargs={"install_signal_handlers": False}, daemon=True
-        )
+        self.thread = threading.Thread(target=consumer.run, daemon=True)
 
     def __enter__(self) -> Consumer:
         self.thread.start()

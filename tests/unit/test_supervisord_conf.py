@@ -9,6 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from pubsub_supervisor import program
+from pubsub_supervisor.runtime import ConsumerConfig
+
 ROOT = Path(__file__).resolve().parents[2]
 
 #: Seconds docker needs beyond supervisord's own stop (tini, the exit, the log flush).
@@ -104,3 +107,11 @@ def test_control_socket_is_private_and_there_is_no_tcp_port() -> None:
 def test_supervisord_stays_in_the_foreground() -> None:
     # The container's tini runs it as its child; the container lives as long as it does.
     assert CONF["supervisord"]["nodaemon"] == "true"
+
+
+def test_the_program_runner_drains_within_the_consumers_stopwaitsecs() -> None:
+    consumers = [p for p in PROGRAMS if p != "web"]
+    shortest = min(int(CONF[f"program:{p}"]["stopwaitsecs"]) for p in consumers)
+    # The runner gives up waiting before supervisord kills, and waits for a whole stop.
+    assert shortest > program.STOP_SECONDS
+    assert ConsumerConfig().longest_stop <= program.STOP_SECONDS

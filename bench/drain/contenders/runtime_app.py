@@ -6,6 +6,7 @@ import json
 
 from bench.drain.contenders.common import WorkerEnv, make_handler, sqs_client
 from bench.drain.tally import Tally
+from pubsub_supervisor.program import run_parts
 from pubsub_supervisor.runtime import Consumer, ConsumerConfig, Message
 
 
@@ -24,5 +25,5 @@ def run(env: WorkerEnv, tally: Tally) -> None:
         handler,
         config=config,
     )
-    # run() installs its own SIGTERM handler, which stops and drains the consumer.
-    consumer.run()
+    # SIGTERM stops and drains the consumer, as in every program.
+    run_parts([consumer])
