@@ -10,11 +10,12 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
-from pubsub_ops import iam, lint
+from pubsub_ops import compose_scale, iam, lint
 from pubsub_supervisor import dlq
 from pubsub_supervisor.catalog import load_catalog
 from pubsub_supervisor.clients import arns_for, make_clients
@@ -343,6 +344,18 @@ def cmd_iam_policy(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
+def cmd_compose_scale(args: argparse.Namespace, _settings: Settings) -> int:
+    """Write the scale-out compose override, one container per program of the registry."""
+    text = compose_scale.render()
+    if args.output is None:
+        sys.stdout.write(text)
+        return EXIT_OK
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(text)
+    print(f"wrote {args.output}")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
     parser = argparse.ArgumentParser(
@@ -463,6 +476,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="account id for the ARNs (default: the caller's, from STS GetCallerIdentity)",
     )
     policy.set_defaults(func=cmd_iam_policy)
+
+    scale = sub.add_parser(
+        "compose-scale",
+        help="write the scale-out compose override (one container per program)",
+        description=cmd_compose_scale.__doc__,
+    )
+    scale.add_argument("-o", "--output", type=Path, help="file to write (default: standard output)")
+    scale.set_defaults(func=cmd_compose_scale)
     return parser
 
 
