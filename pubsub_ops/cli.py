@@ -10,11 +10,12 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
-from pubsub_ops import iam, lint
+from pubsub_ops import compose_scale, iam, lint, scaffold
 from pubsub_ops.tables import table
 from pubsub_supervisor import dlq
 from pubsub_supervisor.catalog import load_catalog
@@ -330,6 +331,36 @@ def cmd_iam_policy(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
+def cmd_compose_scale(args: argparse.Namespace, _settings: Settings) -> int:
+    """Write the scale-out compose override, one container per program of the registry."""
+    text = compose_scale.render()
+    if args.output is None:
+        sys.stdout.write(text)
+        return EXIT_OK
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(text)
+    print(f"wrote {args.output}")
+    return EXIT_OK
+
+
+def cmd_new_service(args: argparse.Namespace, _settings: Settings) -> int:
+    """Write a new service's handler, registry entry, supervisord block and migration."""
+    try:
+        written = scaffold.new_service(args.root, args.name)
+    except (scaffold.ScaffoldError, ValueError) as error:
+        print(f"pubsub new-service: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    for path in written.created:
+        print(f"created {path}")
+    for path in written.edited:
+        print(f"added {args.name} to {path}")
+    print(
+        "next: write its effect in the handler (and its tables in both files), then restart "
+        '`make dev` (README.md, "Add your own service")'
+    )
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
     parser = argparse.ArgumentParser(
@@ -450,6 +481,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="account id for the ARNs (default: the caller's, from STS GetCallerIdentity)",
     )
     policy.set_defaults(func=cmd_iam_policy)
+
+    scale = sub.add_parser(
+        "compose-scale",
+        help="write the scale-out compose override (one container per program)",
+        description=cmd_compose_scale.__doc__,
+    )
+    scale.add_argument("-o", "--output", type=Path, help="file to write (default: standard output)")
+    scale.set_defaults(func=cmd_compose_scale)
+
+    new = sub.add_parser(
+        "new-service",
+        help="add a service: its handler, registry entry, supervisord block and migration",
+        description=cmd_new_service.__doc__,
+    )
+    new.add_argument("name", help="the service's name (lower-case letters, digits, '_')")
+    new.add_argument(
+        "--root", type=Path, default=Path(), help="the project's folder (default: here)"
+    )
+    new.set_defaults(func=cmd_new_service)
     return parser
 
 

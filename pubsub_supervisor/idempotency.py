@@ -38,19 +38,27 @@ from pubsub_supervisor import db
 from pubsub_supervisor.errors import RetryLater
 from pubsub_supervisor.events import ServiceStatus, as_utc, utcnow
 
-#: The DDL is in each service's migrations (pubsub_supervisor/migrations/versions/<store>).
-processed_events = Table(
-    "processed_events",
-    MetaData(),
-    Column("event_id", String(64), primary_key=True),
-    Column("order_id", String(64), nullable=False),
-    #: `in_progress` while claimed, then the outcome's status.
-    Column("status", String(16), nullable=False),
-    Column("reason", Text),
-    Column("data", Text, nullable=False, default="{}"),
-    Column("claimed_until", DateTime(timezone=True)),
-    Column("processed_at", DateTime(timezone=True), nullable=False),
-)
+#: The table's name in every service's store.
+TABLE = "processed_events"
+
+
+def columns() -> tuple[Column[Any], ...]:
+    """The table's columns, new each call: every service's baseline migration creates the
+    table from them (`op.create_table(idempotency.TABLE, *idempotency.columns())`)."""
+    return (
+        Column("event_id", String(64), primary_key=True),
+        Column("order_id", String(64), nullable=False),
+        #: `in_progress` while claimed, then the outcome's status.
+        Column("status", String(16), nullable=False),
+        Column("reason", Text),
+        # A client-side default only: the DDL has none.
+        Column("data", Text, nullable=False, default="{}"),
+        Column("claimed_until", DateTime(timezone=True)),
+        Column("processed_at", DateTime(timezone=True), nullable=False),
+    )
+
+
+processed_events = Table(TABLE, MetaData(), *columns())
 
 IN_PROGRESS = "in_progress"
 

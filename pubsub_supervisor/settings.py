@@ -11,11 +11,13 @@ from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
+from pubsub_supervisor import registry
 from pubsub_supervisor.topology import Topology, build_topology
 
-SERVICE_NAMES: tuple[str, ...] = ("email", "inventory", "analytics")
-#: Every store: the web's and one per service.
-STORE_NAMES: tuple[str, ...] = ("web", *SERVICE_NAMES)
+#: Every order service (declared in pubsub_supervisor/registry.py).
+SERVICE_NAMES: tuple[str, ...] = registry.names()
+#: Every store: the web's and one per service that keeps one.
+STORE_NAMES: tuple[str, ...] = ("web", *(s.store for s in registry.SERVICES if s.store))
 #: Replaced by a store's name in DATABASE_URL.
 STORE_PLACEHOLDER = "{store}"
 
@@ -148,7 +150,7 @@ class Settings(BaseSettings):
         """The AWS resources this configuration names."""
         return build_topology(
             prefix=self.resource_prefix,
-            services=SERVICE_NAMES,
+            services=registry.SERVICES,
             max_receive_count=self.max_receive_count,
             visibility_timeout=self.queue_visibility_timeout,
             email_identities=(self.email_sender,),

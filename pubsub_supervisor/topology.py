@@ -1,6 +1,7 @@
 """The one definition of the AWS resources, and the code that applies it to any endpoint.
 
-This module depends on the standard library and boto3 only, so the LocalStack init hook
+This module depends on the standard library and boto3 only (the services come from
+`registry.py`, which is stdlib only), so the LocalStack init hook
 (`localstack/init/ready.d/`) can import it from the emulator's own interpreter, and the
 `pubsub provision` command applies the very same definition to real AWS.
 """
@@ -12,6 +13,9 @@ import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from pubsub_supervisor import registry
+from pubsub_supervisor.registry import ServiceSpec
 
 log = logging.getLogger(__name__)
 
@@ -73,12 +77,12 @@ class Topology:
 def build_topology(
     *,
     prefix: str,
-    services: Iterable[str],
+    services: Iterable[str | ServiceSpec] = registry.SERVICES,
     max_receive_count: int = 5,
     visibility_timeout: int = 30,
     email_identities: Iterable[str] = (),
 ) -> Topology:
-    """Name every resource from one prefix."""
+    """Name every resource from one prefix; `services` are specs or registered names."""
     order_topic = f"{prefix}-order-events"
     results_topic = f"{prefix}-order-results"
 
@@ -93,10 +97,10 @@ def build_topology(
             consumer=consumer,
         )
 
-    services = tuple(services)
-    queues = (*(queue(s, order_topic) for s in services), queue("web", results_topic))
+    specs = tuple(s if isinstance(s, ServiceSpec) else registry.get(s) for s in services)
+    queues = (*(queue(s.queue, order_topic) for s in specs), queue("web", results_topic))
     email_sends_topic = configuration_set = None
-    if "email" in services:
+    if any(s.ses_send_events for s in specs):
         email_sends_topic = f"{prefix}-email-sends"
         configuration_set = f"{prefix}-email"
         queues += (queue(EMAIL_SENDS, email_sends_topic),)
@@ -446,7 +450,7 @@ def main() -> None:
     region = env["AWS_REGION"]
     topology = build_topology(
         prefix=env["RESOURCE_PREFIX"],
-        services=("email", "inventory", "analytics"),
+        services=registry.SERVICES,
         max_receive_count=int(env["MAX_RECEIVE_COUNT"]),
         visibility_timeout=int(env["QUEUE_VISIBILITY_TIMEOUT"]),
         email_identities=(env["EMAIL_SENDER"],),

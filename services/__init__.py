@@ -1,1 +1,1 @@
-"""Order services and the consumer runtime they share."""
+"""The order services (one package each), run by `python -m services NAME`."""

@@ -161,5 +161,5 @@ def service_parts(
 
 
 def main(name: str, build: Callable[[Settings, AwsClients], OrderService]) -> None:
-    """`python -m services.<name>`."""
+    """`python -m services NAME`."""
     exit_after_drain(run_service(name, build))

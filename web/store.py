@@ -23,6 +23,7 @@ from pubsub_supervisor.events import (
 )
 from pubsub_supervisor.migrate import migrate
 from pubsub_supervisor.settings import SERVICE_NAMES
+from web import projections
 from web.schema import (
     analytics_snapshot,
     order_items,
@@ -196,35 +197,8 @@ def apply_result(engine: Engine, result: ServiceResult) -> bool:
 
 
 def _apply_projections(conn: Connection, result: ServiceResult) -> None:
-    # Upserts: results of one order and of others arrive concurrently on several workers.
-    stock = result.data.get("stock")
-    if result.service == "inventory" and isinstance(stock, dict):
-        for sku, remaining in sorted(stock.items()):
-            query = db.insert(conn, product_stock).values(sku=sku, stock=int(remaining))
-            conn.execute(
-                query.on_conflict_do_update(
-                    index_elements=[product_stock.c.sku],
-                    set_={"stock": query.excluded.stock},
-                    # Stock only goes down: ignore stale reports.
-                    where=query.excluded.stock < product_stock.c.stock,
-                )
-            )
-    summary = result.data.get("summary")
-    if result.service == "analytics" and isinstance(summary, dict):
-        values = {
-            "orders": int(summary.get("orders", 0)),
-            "data": json.dumps(summary),
-            "updated_at": utcnow(),
-        }
-        query = db.insert(conn, analytics_snapshot).values(id=1, **values)
-        conn.execute(
-            query.on_conflict_do_update(
-                index_elements=[analytics_snapshot.c.id],
-                set_=values,
-                # Keep the newest summary when results arrive out of order.
-                where=query.excluded.orders >= analytics_snapshot.c.orders,
-            )
-        )
+    # Each service's registry entry names its projection (web/projections.py).
+    projections.apply(conn, result)
 
 
 def products(engine: Engine, catalog: dict[str, Product]) -> list[dict[str, Any]]:

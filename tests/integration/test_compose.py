@@ -25,7 +25,7 @@ pytestmark = [pytest.mark.docker, pytest.mark.integration]
 
 LISTENERS = ("log_forwarder", "fatal_exit")
 #: The compose file's stop_grace_period (tests/unit/test_supervisord_conf.py reads it too).
-GRACE_SECONDS = 90
+GRACE_SECONDS = 120
 #: How long a message taken by a killed consumer stays invisible (the queues' default).
 VISIBILITY_SECONDS = 30
 

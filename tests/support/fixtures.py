@@ -33,21 +33,25 @@ PREFIX = "pubsub"
 
 
 def start_localstack(
-    state_dir: Path, topology_env: Mapping[str, str] | None = None, port: int | None = None
+    state_dir: Path,
+    topology_env: Mapping[str, str] | None = None,
+    port: int | None = None,
+    home: Path = ROOT,
 ) -> NativeLocalStack:
     """LocalStack, started natively with the project's init hooks (for tests that stop and
     restart it themselves).
 
     `topology_env` reaches the init hook (MAX_RECEIVE_COUNT, QUEUE_VISIBILITY_TIMEOUT...);
     pass the same values to `stack_environment` so the programs agree with the queues.
+    `home` is the project whose init hook and topology it runs (a copy, for a test).
     """
     emulator = NativeLocalStack(
         port=port or free_port(),
         state_dir=state_dir,
-        init_dir=ROOT / "localstack" / "init",
+        init_dir=home / "localstack" / "init",
         venv=ROOT / ".venv-localstack",
         services=EMULATOR_SERVICES,
-        extra_env={"PUBSUB_SOURCE": str(ROOT), "RESOURCE_PREFIX": PREFIX, **(topology_env or {})},
+        extra_env={"PUBSUB_SOURCE": str(home), "RESOURCE_PREFIX": PREFIX, **(topology_env or {})},
     )
     emulator.start()
     return emulator

@@ -6,7 +6,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -48,15 +48,28 @@ def provision(env: Mapping[str, str]) -> str:
 
 
 class SupervisedStack:
-    """supervisord with every program, configured through its environment."""
+    """supervisord with every program, configured through its environment.
 
-    def __init__(self, state_dir: Path, env: Mapping[str, str]) -> None:
+    `home` is the project it runs (its supervisord.conf, the programs' working directory),
+    and `programs` those that must be RUNNING: a copy of the project may have more.
+    """
+
+    def __init__(
+        self,
+        state_dir: Path,
+        env: Mapping[str, str],
+        home: Path = ROOT,
+        programs: Sequence[str] = PROGRAMS,
+    ) -> None:
         self.state_dir = state_dir
+        self.home = home
+        self.conf = home / "supervisord.conf"
+        self.programs = tuple(programs)
         self.run_dir = state_dir / "run"
         self.log_dir = state_dir / "log"
         self.env = {
             **{k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "PUBSUB_"))},
-            "PUBSUB_HOME": str(ROOT),
+            "PUBSUB_HOME": str(home),
             "PUBSUB_VENV": str(VENV),
             "PUBSUB_RUN_DIR": str(self.run_dir),
             "PUBSUB_LOG_DIR": str(self.log_dir),
@@ -74,9 +87,9 @@ class SupervisedStack:
             folder.mkdir(parents=True, exist_ok=True)
         with self.console.open("ab") as console:
             self.proc = subprocess.Popen(
-                [str(VENV / "bin" / "supervisord"), "-n", "-c", str(CONF)],
+                [str(VENV / "bin" / "supervisord"), "-n", "-c", str(self.conf)],
                 env=self.env,
-                cwd=ROOT,
+                cwd=self.home,
                 stdout=console,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
@@ -102,7 +115,7 @@ class SupervisedStack:
     def ctl(self, *args: str, check: bool = True) -> str:
         """Run supervisorctl against this tree; returns its output."""
         result = subprocess.run(
-            [str(VENV / "bin" / "supervisorctl"), "-c", str(CONF), *args],
+            [str(VENV / "bin" / "supervisorctl"), "-c", str(self.conf), *args],
             env=self.env,
             capture_output=True,
             text=True,
@@ -127,7 +140,7 @@ class SupervisedStack:
     def all_running(self) -> bool:
         """True when every program is RUNNING."""
         status = self.status()
-        return all(status.get(p, ("",))[0] == "RUNNING" for p in PROGRAMS)
+        return all(status.get(p, ("",))[0] == "RUNNING" for p in self.programs)
 
     def ready(self) -> bool:
         """True when /readyz answers 200."""

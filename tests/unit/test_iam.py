@@ -12,6 +12,7 @@ import pytest
 from botocore import xform_name
 
 from pubsub_ops import cli, iam
+from pubsub_supervisor import registry
 from pubsub_supervisor.settings import Settings
 from pubsub_supervisor.topology import Arns
 
@@ -30,6 +31,9 @@ def program_entry_modules() -> set[str]:
     commands = re.findall(r"^command=(.*)$", conf, flags=re.MULTILINE)
     modules = {m for c in commands for m in re.findall(r"-m ([\w.]+)", c)}
     modules |= {m for c in commands for m in re.findall(r'"([\w.]+):\w+\(\)"', c)}
+    # `python -m services NAME` imports the handler and projection its registry entry names.
+    for spec in registry.SERVICES:
+        modules |= {p.partition(":")[0] for p in (spec.handler, spec.projection) if p}
     return modules
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pubsub_supervisor import program
+from pubsub_supervisor import program, registry
 from pubsub_supervisor.runtime import ConsumerConfig
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -44,10 +44,36 @@ def seconds(duration: str) -> int:
     return int(match[1] or 0) * 60 + int(match[2] or 0)
 
 
-def test_the_five_programs_are_there() -> None:
-    assert sorted(PROGRAMS) == sorted(
-        ["web", "web_worker", "email_service", "inventory_service", "analytics_service"]
+#: The programs that are not order services.
+WEB_PROGRAMS = ("web", "web_worker")
+
+
+def test_the_programs_are_the_web_its_worker_and_one_per_registered_service() -> None:
+    assert sorted(PROGRAMS) == sorted([*WEB_PROGRAMS, *(s.program for s in registry.SERVICES)])
+
+
+def test_every_registered_service_has_a_program_block() -> None:
+    missing = [s.program for s in registry.SERVICES if s.program not in PROGRAMS]
+    assert not missing, (
+        f"supervisord.conf has no [program:{missing[0]}] block for a service in "
+        "pubsub_supervisor/registry.py: copy another service's block (README.md, "
+        '"Add your own service")'
     )
+
+
+def test_every_service_program_is_a_registered_service() -> None:
+    unknown = [p for p in PROGRAMS if p.endswith("_service")]
+    unknown = [p for p in unknown if p.removesuffix("_service") not in registry.names()]
+    assert not unknown, (
+        f"supervisord.conf runs {unknown[0]}, which pubsub_supervisor/registry.py does not "
+        "declare: add a ServiceSpec for it there, or remove the block"
+    )
+
+
+@pytest.mark.parametrize("spec", registry.SERVICES, ids=lambda s: s.name)
+def test_every_service_program_runs_its_registry_entry(spec: registry.ServiceSpec) -> None:
+    command = CONF[f"program:{spec.program}"]["command"]
+    assert command == "%(ENV_PUBSUB_VENV)s/bin/python " + " ".join(spec.command)
 
 
 @pytest.mark.parametrize("program", PROGRAMS)
@@ -95,6 +121,17 @@ def test_the_sum_of_stop_waits_fits_compose_grace_period() -> None:
     assert total <= grace - STOP_MARGIN, (
         f"stopwaitsecs add up to {total} s; docker-compose.yml gives {grace} s: raise "
         f"stop_grace_period to at least {total + STOP_MARGIN}s or shorten a stopwaitsecs"
+    )
+
+
+def test_the_grace_period_has_room_for_another_service() -> None:
+    # "Add your own service" (README.md) adds one 15 s program and edits no other file.
+    stopped = [f"program:{p}" for p in PROGRAMS] + LISTENERS
+    total = sum(int(CONF[s].get("stopwaitsecs", "10")) for s in stopped) + 15
+    grace = seconds(str(compose_app()["stop_grace_period"]))
+    assert total <= grace - STOP_MARGIN, (
+        f"one more service would make stopwaitsecs add up to {total} s; docker-compose.yml "
+        f"gives {grace} s: raise stop_grace_period to at least {total + STOP_MARGIN}s"
     )
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from pubsub_supervisor import idempotency
+
 revision = "analytics0001"
 down_revision = None
 branch_labels = None
@@ -34,19 +36,10 @@ def upgrade() -> None:
         sa.Column("minute", sa.String(16), primary_key=True),
         sa.Column("orders", sa.Integer, nullable=False),
     )
-    op.create_table(
-        "processed_events",
-        sa.Column("event_id", sa.String(64), primary_key=True),
-        sa.Column("order_id", sa.String(64), nullable=False),
-        sa.Column("status", sa.String(16), nullable=False),
-        sa.Column("reason", sa.Text),
-        sa.Column("data", sa.Text, nullable=False),
-        sa.Column("claimed_until", sa.DateTime(timezone=True)),
-        sa.Column("processed_at", sa.DateTime(timezone=True), nullable=False),
-    )
+    op.create_table(idempotency.TABLE, *idempotency.columns())
 
 
 def downgrade() -> None:
     """Drop the tables."""
-    for table in ("processed_events", "orders_per_minute", "units_by_sku", "totals"):
+    for table in (idempotency.TABLE, "orders_per_minute", "units_by_sku", "totals"):
         op.drop_table(table)

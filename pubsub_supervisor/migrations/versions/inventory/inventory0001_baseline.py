@@ -9,6 +9,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from pubsub_supervisor import idempotency
+
 revision = "inventory0001"
 down_revision = None
 branch_labels = None
@@ -23,19 +25,10 @@ def upgrade() -> None:
         sa.Column("available", sa.Integer, nullable=False),
         sa.Column("reserved", sa.Integer, nullable=False),
     )
-    op.create_table(
-        "processed_events",
-        sa.Column("event_id", sa.String(64), primary_key=True),
-        sa.Column("order_id", sa.String(64), nullable=False),
-        sa.Column("status", sa.String(16), nullable=False),
-        sa.Column("reason", sa.Text),
-        sa.Column("data", sa.Text, nullable=False),
-        sa.Column("claimed_until", sa.DateTime(timezone=True)),
-        sa.Column("processed_at", sa.DateTime(timezone=True), nullable=False),
-    )
+    op.create_table(idempotency.TABLE, *idempotency.columns())
 
 
 def downgrade() -> None:
     """Drop the tables."""
-    op.drop_table("processed_events")
+    op.drop_table(idempotency.TABLE)
     op.drop_table("stock")

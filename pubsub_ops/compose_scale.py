@@ -1,7 +1,27 @@
+"""The scale-out compose override (one container per program, every store in one
+PostgreSQL), written from the service registry so that a new service gets its container.
+
+`pubsub compose-scale -o FILE` writes it; tests/unit/test_compose_scale.py checks that it is
+valid compose with one container per supervisord program.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+
+from pubsub_supervisor import registry
+from pubsub_supervisor.registry import ServiceSpec
+
+#: Everything but the services: the program template, PostgreSQL, the web and its worker.
+_HEAD = """\
 # Scale-out: one program per container, every store in one PostgreSQL, each program
-# scaled on its own. An override of docker-compose.yml (its `app` image and emulator):
+# scaled on its own. An override of docker-compose.yml (its `app` image and emulator),
+# written by `pubsub compose-scale` from pubsub_supervisor/registry.py (one container per
+# service); do not edit it, write it again:
 #
-#   docker-compose -f docker-compose.yml -f docker-compose.scale.yml up -d \
+#   .venv/bin/pubsub compose-scale -o var/docker-compose.scale.yml
+#   docker-compose -f docker-compose.yml -f var/docker-compose.scale.yml up -d \\
 #       --scale inventory=3 --scale email=2
 #
 # The all-in-one `app` (every program under one supervisord, SQLite in its volume) moves to
@@ -67,7 +87,11 @@ services:
       # One published port: put a load balancer in front before scaling the web.
       - "127.0.0.1:${SCALE_WEB_PORT:-3002}:3000"
     healthcheck:
-      test: ["CMD", "python", "-c", "import urllib.request as u; u.urlopen('http://127.0.0.1:3000/readyz', timeout=4)"]
+      test:
+        - CMD
+        - python
+        - -c
+        - "import urllib.request as u; u.urlopen('http://127.0.0.1:3000/readyz', timeout=4)"
       interval: 5s
       timeout: 5s
       retries: 12
@@ -80,26 +104,32 @@ services:
       <<: *program-env
       PROGRAM_NAME: web_worker
 
-  email:
+"""
+
+_SERVICE = """\
+  {name}:
     <<: *program
-    command: ["python", "-m", "services.email"]
+    command: {command}
     environment:
       <<: *program-env
-      PROGRAM_NAME: email_service
+      PROGRAM_NAME: {program}
 
-  inventory:
-    <<: *program
-    command: ["python", "-m", "services.inventory"]
-    environment:
-      <<: *program-env
-      PROGRAM_NAME: inventory_service
+"""
 
-  analytics:
-    <<: *program
-    command: ["python", "-m", "services.analytics"]
-    environment:
-      <<: *program-env
-      PROGRAM_NAME: analytics_service
-
+_TAIL = """\
 volumes:
   pgdata:
+"""
+
+
+def render(services: Iterable[ServiceSpec] = registry.SERVICES) -> str:
+    """The override's YAML, with one container (a compose service) per order service."""
+    blocks = [
+        _SERVICE.format(
+            name=spec.name,
+            command=json.dumps(["python", *spec.command]),
+            program=spec.program,
+        )
+        for spec in services
+    ]
+    return (_HEAD + "".join(blocks) + _TAIL).rstrip("\n") + "\n"
