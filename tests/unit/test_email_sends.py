@@ -3,7 +3,7 @@
 moto stands in for SES (it records what it sent but publishes no Send events, so the tests
 hand the service the Send event SES would publish); the store is a real SQLite file. The
 same path on the real emulator (its Send events included) is in
-tests/integration/test_email_sends.py and in the kill -9 fault tests.
+tests/integration/test_pipeline.py and in the kill -9 fault tests.
 """
 
 from __future__ import annotations
