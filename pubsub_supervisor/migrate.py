@@ -66,10 +66,10 @@ def current(engine: Engine) -> str | None:
         ).get_current_revision()
 
 
-def migrate(engine: Engine, store: str) -> str:
-    """Bring a store's schema to head; returns the revision it was at before."""
+def migrate(engine: Engine, store: str, to: str | None = None) -> str:
+    """Bring a store's schema to head (or to revision `to`); returns the revision before."""
     schema = db.schema_of(engine)
-    newest = head(store)  # read the scripts before taking the lock
+    newest = to or head(store)  # read the scripts before taking the lock
     with db.write(engine) as conn:
         if schema is not None:
             # Held until this transaction ends: a program starting alongside waits here.
@@ -86,7 +86,7 @@ def migrate(engine: Engine, store: str) -> str:
             before = base
         if before != newest:
             log.info("migrating store", extra={"store": store, "from": before, "to": newest})
-            command.upgrade(config, "head")
+            command.upgrade(config, newest)
     return before or "base"
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -125,44 +126,67 @@ def _iso(value: datetime | None) -> str | None:
     return None if value is None else as_utc(value).isoformat()
 
 
-def _order_json(conn: Connection, row: Any) -> dict[str, Any]:
-    items = conn.execute(
-        select(order_items).where(order_items.c.order_id == row.id).order_by(order_items.c.line)
-    ).all()
-    services = {
-        s.service: {"status": s.status, "reason": s.reason, "updated_at": _iso(s.updated_at)}
-        for s in conn.execute(select(order_services).where(order_services.c.order_id == row.id))
-    }
-    published = conn.execute(
-        select(outbox.c.published_at).where(outbox.c.aggregate_id == row.id).limit(1)
-    ).scalar()
-    return {
-        "id": row.id,
-        "status": overall_status(services),
-        "customer_email": row.customer_email,
-        "total_cents": row.total_cents,
-        "created_at": _iso(row.created_at),
-        "trace_id": row.trace_id,
-        "published": published is not None,
-        "published_at": _iso(published),
-        "items": [
+def _orders_json(conn: Connection, rows: Sequence[Any]) -> list[dict[str, Any]]:
+    """The JSON of these orders, in their order: three more queries, however many rows."""
+    ids = [row.id for row in rows]
+    if not ids:
+        return []
+    items: dict[str, list[dict[str, Any]]] = {order_id: [] for order_id in ids}
+    for i in conn.execute(
+        select(order_items)
+        .where(order_items.c.order_id.in_(ids))
+        .order_by(order_items.c.order_id, order_items.c.line)
+    ):
+        items[i.order_id].append(
             {
                 "sku": i.sku,
                 "name": i.name,
                 "quantity": i.quantity,
                 "unit_price_cents": i.unit_price_cents,
             }
-            for i in items
-        ],
-        "services": services,
-    }
+        )
+    services: dict[str, dict[str, dict[str, Any]]] = {order_id: {} for order_id in ids}
+    for s in conn.execute(
+        select(order_services)
+        .where(order_services.c.order_id.in_(ids))
+        .order_by(order_services.c.order_id, order_services.c.service)
+    ):
+        services[s.order_id][s.service] = {
+            "status": s.status,
+            "reason": s.reason,
+            "updated_at": _iso(s.updated_at),
+        }
+    published: dict[str, datetime | None] = {}
+    for event in conn.execute(
+        select(outbox.c.aggregate_id, outbox.c.published_at)
+        .where(outbox.c.aggregate_id.in_(ids))
+        .order_by(outbox.c.seq)
+    ):
+        # An order's event is its first (and only) outbox row.
+        published.setdefault(event.aggregate_id, event.published_at)
+    return [
+        {
+            "id": row.id,
+            "status": overall_status(services[row.id]),
+            "customer_email": row.customer_email,
+            "total_cents": row.total_cents,
+            "created_at": _iso(row.created_at),
+            "trace_id": row.trace_id,
+            "published": published.get(row.id) is not None,
+            "published_at": _iso(published.get(row.id)),
+            "items": items[row.id],
+            "services": services[row.id],
+        }
+        for row in rows
+    ]
 
 
 def get_order(engine: Engine, order_id: str) -> dict[str, Any] | None:
     """An order with its items and per-service status, or None."""
     with db.read(engine) as conn:
-        row = conn.execute(select(orders).where(orders.c.id == order_id)).first()
-        return _order_json(conn, row) if row else None
+        rows = conn.execute(select(orders).where(orders.c.id == order_id)).all()
+        page = _orders_json(conn, rows)
+    return page[0] if page else None
 
 
 def list_orders(
@@ -174,7 +198,7 @@ def list_orders(
         query = query.where(orders.c.seq < before)
     with db.read(engine) as conn:
         rows = conn.execute(query).all()
-        page = [_order_json(conn, r) for r in rows[:limit]]
+        page = _orders_json(conn, rows[:limit])
     next_cursor = rows[limit - 1].seq if len(rows) > limit else None
     return page, next_cursor
 

@@ -7,14 +7,13 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError, ConnectTimeoutError, EndpointConnectionError
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from pubsub_supervisor import idempotency
 from pubsub_supervisor.clients import AwsClients
 from pubsub_supervisor.db import make_engine
 from pubsub_supervisor.errors import PoisonMessage, RetryLater
@@ -25,6 +24,7 @@ from pubsub_supervisor.runtime import Message
 from pubsub_supervisor.settings import Settings
 from pubsub_supervisor.topology import EMAIL_SENDS
 from services.email import sends
+from services.email.sends import Decision
 
 if TYPE_CHECKING:
     from mypy_boto3_ses import SESClient
@@ -62,6 +62,16 @@ EVENT_ID_TAG = "event_id"
 _VALIDATION_MESSAGE = "Successfully validated SNS topic"
 #: How often a redelivery waiting for an earlier attempt's Send event looks for it.
 CONFIRM_POLL_SECONDS = 0.25
+
+
+def _since(moment: datetime | None) -> float:
+    """Seconds from `moment` to now (negative: still ahead)."""
+    assert moment is not None
+    return (utcnow() - moment).total_seconds()
+
+
+def _outcome(ses_message_id: str | None) -> Outcome:
+    return Outcome("processed", data={"ses_message_id": ses_message_id})
 
 
 def _never_sent(error: Exception) -> bool:
@@ -117,56 +127,78 @@ class EmailService:
 
     def __call__(self, event: OrderCreated) -> Outcome:
         """Send the confirmation unless this event already had one."""
-        done = idempotency.claim(self.engine, event.event_id, event.order_id, self.lease_seconds)
-        if done is not None:
-            log.info("confirmation already sent", extra={"duplicate": True})
-            return done
-        earlier = sends.get(self.engine, event.event_id)
-        if earlier is not None and earlier.attempted_at is not None:
-            # An earlier attempt has no known answer (its process died, or the answer
-            # was lost): SES's Send event says whether it went out.
-            earlier = self._await_confirmation(event.event_id, earlier)
-        if earlier is not None and earlier.ses_message_id is not None:
-            # SES took it (its answer, or its Send event after the answer was lost).
-            return self._complete(event, earlier.ses_message_id, recovered=True)
-        if earlier is not None and earlier.attempted_at is not None:
-            waited = (utcnow() - earlier.attempted_at).total_seconds()
-            if waited < self.confirm_seconds:
-                idempotency.release(self.engine, event.event_id)
+        start = self._begin(event)
+        if start.decision is Decision.UNCONFIRMED and self._await_confirmation(
+            event.event_id, start.send
+        ):
+            start = self._begin(event)
+        send = start.send
+        match start.decision:
+            case Decision.SEND:
+                if start.found is not None and start.found.status == sends.ATTEMPTED:
+                    log.warning(
+                        "an earlier send was never confirmed by SES; sending again",
+                        extra={
+                            "attempts": start.found.attempts,
+                            "waited_s": round(_since(start.found.attempted_at), 1),
+                        },
+                    )
+                return self._send(event, send.attempts)
+            case Decision.SENT:
+                log.info("confirmation already sent", extra={"duplicate": True})
+            case Decision.RECOVERED:
+                log.info(
+                    "an earlier send went out; not sending again",
+                    extra={"ses": send.ses_message_id},
+                )
+            case Decision.BUSY:
+                assert send.claimed_until is not None
+                # Come back when the lease ends, not a whole lease later.
+                raise RetryLater(
+                    "another consumer is sending this confirmation",
+                    delay=math.ceil(-_since(send.claimed_until)) + 1,
+                )
+            case Decision.UNCONFIRMED:
+                waited = _since(send.attempted_at)
                 log.warning(
                     "an earlier send has no answer; waiting for SES to confirm it",
-                    extra={"attempts": earlier.attempts, "waited_s": round(waited, 1)},
+                    extra={"attempts": send.attempts, "waited_s": round(waited, 1)},
                 )
                 raise RetryLater(
                     "waiting for SES to confirm an earlier send",
                     delay=max(1, math.ceil(self.confirm_seconds - waited)),
                 )
-            log.warning(
-                "an earlier send was never confirmed by SES; sending again",
-                extra={"attempts": earlier.attempts, "waited_s": round(waited, 1)},
-            )
-        return self._send(event, earlier)
+        return _outcome(send.ses_message_id)
 
-    def _await_confirmation(self, event_id: str, earlier: sends.Attempt) -> sends.Attempt:
-        """Wait here (the heartbeat keeps the message) up to `wait_seconds` for the Send
-        event of an earlier attempt, rather than spend one of the message's receives."""
+    def _begin(self, event: OrderCreated) -> sends.Start:
+        return sends.begin(
+            self.engine,
+            event.event_id,
+            event.order_id,
+            lease_seconds=self.lease_seconds,
+            confirm_seconds=self.confirm_seconds,
+        )
+
+    def _await_confirmation(self, event_id: str, earlier: sends.Send) -> bool:
+        """Wait up to `wait_seconds` for an earlier attempt's Send event; True when there
+        is something new to decide (the record changed, or the confirmation window ended)."""
+        # Waiting in hand (the heartbeat keeps the message) spends none of its receives.
         assert earlier.attempted_at is not None
         window_ends = earlier.attempted_at + timedelta(seconds=self.confirm_seconds)
         deadline = min(window_ends, utcnow() + timedelta(seconds=self.wait_seconds))
-        while earlier.ses_message_id is None and utcnow() < deadline:
+        while utcnow() < deadline:
             time.sleep(CONFIRM_POLL_SECONDS)
-            earlier = sends.get(self.engine, event_id) or earlier
-        return earlier
+            if sends.get(self.engine, event_id) != earlier:
+                return True
+        return utcnow() >= window_ends
 
-    def _send(self, event: OrderCreated, earlier: sends.Attempt | None) -> Outcome:
+    def _send(self, event: OrderCreated, attempt: int) -> Outcome:
+        """Call SES for an attempt `begin` recorded, and record its answer."""
         subject, text, html = render(event)
         extra: dict[str, Any] = {}
         if self.configuration_set:
             extra["ConfigurationSetName"] = self.configuration_set
             extra["Tags"] = [{"Name": EVENT_ID_TAG, "Value": event.event_id}]
-        if not sends.begin(self.engine, event.event_id, event.order_id, earlier):
-            idempotency.release(self.engine, event.event_id)
-            raise RetryLater("another consumer is sending this confirmation", delay=1)
         try:
             response = self.ses.send_email(
                 Source=self.sender,
@@ -183,26 +215,17 @@ class EmailService:
         except (ClientError, EndpointConnectionError, ConnectTimeoutError) as error:
             if _never_sent(error):
                 # SES answered "no" (rejected, throttled), or was never reached.
-                sends.refused(self.engine, event.event_id)
-            idempotency.release(self.engine, event.event_id)
+                sends.refused(self.engine, event.event_id, attempt, str(error))
+            else:
+                sends.unanswered(self.engine, event.event_id, attempt)
             raise
         except Exception:
             # No answer (a timeout, the connection dropped): it may have gone out. The
             # retry waits for SES's Send event before it sends again.
-            idempotency.release(self.engine, event.event_id)
+            sends.unanswered(self.engine, event.event_id, attempt)
             raise
         sends.accepted(self.engine, event.event_id, response["MessageId"])
-        return self._complete(event, response["MessageId"])
-
-    def _complete(
-        self, event: OrderCreated, ses_message_id: str, *, recovered: bool = False
-    ) -> Outcome:
-        data: dict[str, Any] = {"ses_message_id": ses_message_id}
-        if recovered:
-            log.info("an earlier send went out; not sending again", extra={"ses": ses_message_id})
-        outcome = Outcome("processed", data=data)
-        idempotency.complete(self.engine, event.event_id, outcome)
-        return outcome
+        return _outcome(response["MessageId"])
 
     def on_send_event(self, message: Message) -> None:
         """Record SES's Send event for a confirmation (the `email-sends` queue)."""

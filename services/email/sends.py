@@ -1,4 +1,4 @@
-"""Send attempts: what the email service knows about each confirmation it gave to SES.
+"""One record per confirmation: what the email service knows of each event's send.
 
 SES has no idempotency key: an email it accepted cannot be looked up by our event id, and a
 process killed between SES's answer and the record of it cannot tell whether the email
@@ -7,26 +7,37 @@ is sent with the stack's configuration set and tagged with its event id, and SES
 a "Send" event for each email it accepted to the `email-sends` queue, which the email
 program consumes (`confirm`).
 
-A redelivered event whose earlier attempt has no known outcome is then decided by that
-record: confirmed (SES's answer or its Send event arrived) means sent, nothing to do; no
-confirmation within `EMAIL_CONFIRM_SECONDS` of the attempt means SES never accepted it,
-send again.
+The record's `status`:
+- `attempted`: an attempt began at `attempted_at`. While its lease (`claimed_until`) runs,
+  a consumer is calling SES; after that (the consumer died, or lost SES's answer) SES's
+  Send event decides: confirmed means sent, no confirmation within `EMAIL_CONFIRM_SECONDS`
+  of the attempt means SES never accepted it, so it is sent again.
+- `sent`: SES accepted the email (its answer, or its Send event after the answer was lost).
+- `refused`: SES answered the attempt with an error: nothing went out, a retry sends at once.
+
+A confirmation costs two write transactions: `begin` (the claim and the attempt are the same
+write, committed before SES is called) and `accepted` (SES's answer, which is the outcome).
+Between processes sharing one PostgreSQL store, the primary key and a row lock decide which
+consumer begins an attempt (see `begin`).
 """
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
     Column,
+    Connection,
     DateTime,
     Engine,
     Integer,
     MetaData,
     String,
     Table,
+    Text,
     func,
     select,
     update,
@@ -35,15 +46,25 @@ from sqlalchemy import (
 from pubsub_supervisor import db
 from pubsub_supervisor.events import as_utc, utcnow
 
-#: The DDL is in the email store's migrations (email0002).
+ATTEMPTED = "attempted"
+SENT = "sent"
+REFUSED = "refused"
+
+#: The DDL is in the email store's migrations (email0002, email0003).
 email_sends = Table(
     "email_sends",
     MetaData(),
     Column("event_id", String(64), primary_key=True),
     Column("order_id", String(64), nullable=False),
+    #: `attempted`, `sent` or `refused`.
+    Column("status", String(16), nullable=False),
+    #: Why SES refused the last attempt.
+    Column("reason", Text),
     Column("attempts", Integer, nullable=False),
-    #: When the last attempt began; None when the last attempt was refused by SES.
+    #: When the last attempt began.
     Column("attempted_at", DateTime(timezone=True)),
+    #: Until when the consumer that began the last attempt is calling SES.
+    Column("claimed_until", DateTime(timezone=True)),
     #: SES's message id, from its answer or from its Send event.
     Column("ses_message_id", String(256)),
     Column("confirmed_at", DateTime(timezone=True)),
@@ -51,12 +72,50 @@ email_sends = Table(
 
 
 @dataclass(frozen=True)
-class Attempt:
+class Send:
     """What is known of an event's send."""
 
+    status: str
     attempts: int
     attempted_at: datetime | None
+    claimed_until: datetime | None
     ses_message_id: str | None
+    reason: str | None = None
+
+
+class Decision(enum.Enum):
+    """What `begin` found, and so what the consumer does next."""
+
+    #: An attempt began (this consumer holds its lease): call SES.
+    SEND = "send"
+    #: The confirmation went out before: nothing to do.
+    SENT = "sent"
+    #: An earlier attempt without an answer was confirmed by its Send event: now sent.
+    RECOVERED = "recovered"
+    #: Another consumer is calling SES for it: come back when its lease ends.
+    BUSY = "busy"
+    #: An earlier attempt has no answer and no Send event yet: wait for one.
+    UNCONFIRMED = "unconfirmed"
+
+
+@dataclass(frozen=True)
+class Start:
+    """What `begin` decided, the record after it, and the record it found (None: new)."""
+
+    decision: Decision
+    send: Send
+    found: Send | None
+
+
+def _send(row: Any) -> Send:
+    return Send(
+        status=row.status,
+        attempts=row.attempts,
+        attempted_at=as_utc(row.attempted_at),
+        claimed_until=as_utc(row.claimed_until),
+        ses_message_id=row.ses_message_id,
+        reason=row.reason,
+    )
 
 
 def create_schema(engine: Engine) -> None:
@@ -64,56 +123,100 @@ def create_schema(engine: Engine) -> None:
     email_sends.metadata.create_all(engine)
 
 
-def get(engine: Engine, event_id: str) -> Attempt | None:
+def get(engine: Engine, event_id: str) -> Send | None:
     """The event's send so far, if it was ever attempted."""
     with db.read(engine) as conn:
         row = conn.execute(select(email_sends).where(email_sends.c.event_id == event_id)).first()
-    if row is None:
-        return None
-    return Attempt(row.attempts, as_utc(row.attempted_at), row.ses_message_id)
+    return None if row is None else _send(row)
 
 
-def begin(engine: Engine, event_id: str, order_id: str, after: Attempt | None) -> bool:
-    """Record an attempt, committed before SES is called; False when another consumer
-    began one first (`after` is what this one saw: None, or the earlier attempt)."""
+def decide(found: Send, now: datetime, confirm_seconds: float) -> Decision:
+    """What a consumer does with an event whose record is `found`."""
+    if found.status == SENT:
+        return Decision.SENT
+    if found.claimed_until is not None and found.claimed_until > now:
+        return Decision.BUSY
+    if found.ses_message_id is not None:
+        return Decision.RECOVERED  # its answer was lost, its Send event came
+    if found.status != ATTEMPTED or found.attempted_at is None:
+        return Decision.SEND  # refused: nothing went out
+    if now < found.attempted_at + timedelta(seconds=confirm_seconds):
+        return Decision.UNCONFIRMED
+    return Decision.SEND  # no Send event came: SES never took it
+
+
+def begin(
+    engine: Engine, event_id: str, order_id: str, *, lease_seconds: float, confirm_seconds: float
+) -> Start:
+    """Begin an attempt under a lease, or settle one its Send event confirmed: one write."""
+    # Across processes on PostgreSQL, a concurrent first insert of the same event waits for
+    # the first transaction's key, then inserts nothing and reads the committed record; the
+    # row lock (FOR UPDATE) gives the decision on an existing record to one consumer at a
+    # time. On SQLite the write lock taken at BEGIN IMMEDIATE does both.
     now = utcnow()
+    until = now + timedelta(seconds=lease_seconds)
+    attempt = {"status": ATTEMPTED, "reason": None, "attempted_at": now, "claimed_until": until}
     with db.write(engine) as conn:
-        if after is None:
-            query: Any = db.insert(conn, email_sends).values(
-                event_id=event_id, order_id=order_id, attempts=1, attempted_at=now
-            )
-            inserted = query.on_conflict_do_nothing(index_elements=["event_id"]).returning(
-                email_sends.c.event_id
-            )
-            return conn.execute(inserted).first() is not None
-        changed = conn.execute(
-            update(email_sends)
-            .where(email_sends.c.event_id == event_id)
-            .where(email_sends.c.attempts == after.attempts)
-            .values(attempts=after.attempts + 1, attempted_at=now)
+        query: Any = db.insert(conn, email_sends).values(
+            event_id=event_id, order_id=order_id, attempts=1, **attempt
         )
-        return changed.rowcount == 1
+        # RETURNING, not rowcount: drivers need not report a rowcount for INSERT.
+        inserted = query.on_conflict_do_nothing(index_elements=["event_id"]).returning(
+            email_sends.c.event_id
+        )
+        if conn.execute(inserted).first() is not None:
+            return Start(Decision.SEND, Send(ATTEMPTED, 1, now, until, None), None)
+        found = _locked(conn, event_id)
+        decision = decide(found, now, confirm_seconds)
+        send = found
+        if decision is Decision.SEND:
+            send = Send(ATTEMPTED, found.attempts + 1, now, until, found.ses_message_id)
+            _set(conn, event_id, attempts=send.attempts, **attempt)
+        elif decision is Decision.RECOVERED:
+            send = Send(SENT, found.attempts, found.attempted_at, None, found.ses_message_id)
+            _set(conn, event_id, status=SENT, reason=None, claimed_until=None)
+        return Start(decision, send, found)
 
 
-def refused(engine: Engine, event_id: str) -> None:
-    """SES answered the attempt with an error: it sent nothing, a retry may send at once."""
-    with db.write(engine) as conn:
-        conn.execute(
-            update(email_sends)
-            .where(email_sends.c.event_id == event_id)
-            .where(email_sends.c.ses_message_id.is_(None))
-            .values(attempted_at=None)
-        )
+def _locked(conn: Connection, event_id: str) -> Send:
+    # FOR UPDATE is not emitted on SQLite, whose write lock is already held.
+    query = select(email_sends).where(email_sends.c.event_id == event_id).with_for_update()
+    return _send(conn.execute(query).one())
+
+
+def _set(conn: Connection, event_id: str, **values: Any) -> None:
+    conn.execute(update(email_sends).where(email_sends.c.event_id == event_id).values(**values))
 
 
 def accepted(engine: Engine, event_id: str, ses_message_id: str) -> None:
-    """SES answered the attempt with its message id."""
+    """SES answered the attempt with its message id: the confirmation is sent."""
+    with db.write(engine) as conn:
+        _set(conn, event_id, status=SENT, ses_message_id=ses_message_id, claimed_until=None)
+
+
+def refused(engine: Engine, event_id: str, attempt: int, reason: str) -> None:
+    """SES answered the attempt with an error: it sent nothing, a retry may send at once."""
     with db.write(engine) as conn:
         conn.execute(
-            update(email_sends)
-            .where(email_sends.c.event_id == event_id)
-            .values(ses_message_id=ses_message_id)
+            _this_attempt(event_id, attempt)
+            .where(email_sends.c.ses_message_id.is_(None))
+            .values(status=REFUSED, reason=reason, claimed_until=None)
         )
+
+
+def unanswered(engine: Engine, event_id: str, attempt: int) -> None:
+    """No answer to the attempt (it may have gone out): free its lease for the retry."""
+    with db.write(engine) as conn:
+        conn.execute(_this_attempt(event_id, attempt).values(claimed_until=None))
+
+
+def _this_attempt(event_id: str, attempt: int) -> Any:
+    return (
+        update(email_sends)
+        .where(email_sends.c.event_id == event_id)
+        .where(email_sends.c.attempts == attempt)
+        .where(email_sends.c.status == ATTEMPTED)
+    )
 
 
 def confirm(engine: Engine, event_id: str, ses_message_id: str) -> bool:

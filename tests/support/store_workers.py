@@ -16,6 +16,7 @@ from pubsub_supervisor.events import OrderCreated
 from pubsub_supervisor.migrate import migrate
 from pubsub_supervisor.settings import STORE_NAMES, Settings
 from services.analytics.handler import AnalyticsService
+from services.email import sends
 from services.inventory.handler import InventoryService
 from web.outbox import OutboxRelay
 
@@ -73,7 +74,8 @@ def claim_events(
     database_url: str, event_ids: Sequence[str], lease_seconds: int, complete: bool, start_at: float
 ) -> list[str]:
     """Claim each event for an external effect; returns the ones this process got."""
-    engine = make_engine(_settings(database_url).database_url("email"))
+    # Any store with the idempotency records will do (the email store keeps its own).
+    engine = make_engine(_settings(database_url).database_url("inventory"))
     got: list[str] = []
     _wait_until(start_at)
     for event_id in event_ids:
@@ -85,6 +87,30 @@ def claim_events(
             got.append(event_id)
             if complete:
                 idempotency.complete(engine, event_id, idempotency.Outcome("processed"))
+    engine.dispose()
+    return got
+
+
+def begin_sends(
+    database_url: str,
+    event_ids: Sequence[str],
+    lease_seconds: int,
+    answer: bool,
+    start_at: float,
+) -> list[str]:
+    """Begin each event's email send as the email service does (recording SES's answer
+    when `answer`); returns the events this process would have called SES for."""
+    engine = make_engine(_settings(database_url).database_url("email"))
+    got: list[str] = []
+    _wait_until(start_at)
+    for event_id in event_ids:
+        start = sends.begin(
+            engine, event_id, "order", lease_seconds=lease_seconds, confirm_seconds=0
+        )
+        if start.decision is sends.Decision.SEND:
+            got.append(event_id)
+            if answer:
+                sends.accepted(engine, event_id, f"ses-{event_id}")
     engine.dispose()
     return got
 

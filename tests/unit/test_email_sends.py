@@ -3,7 +3,7 @@
 moto stands in for SES (it records what it sent but publishes no Send events, so the tests
 hand the service the Send event SES would publish); the store is a real SQLite file. The
 same path on the real emulator (its Send events included) is in
-tests/integration/test_email_sends.py and in the kill -9 fault tests.
+tests/integration/test_pipeline.py and in the kill -9 fault tests.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -20,9 +21,9 @@ import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeoutError
 from moto import mock_aws
 from moto.ses.models import ses_backends
-from sqlalchemy import update
+from sqlalchemy import Engine, event, update
 
-from pubsub_supervisor import db, idempotency
+from pubsub_supervisor import db
 from pubsub_supervisor.db import make_engine
 from pubsub_supervisor.errors import PoisonMessage, RetryLater
 from pubsub_supervisor.events import OrderCreated, OrderItem, utcnow
@@ -30,6 +31,7 @@ from pubsub_supervisor.runtime import Message
 from pubsub_supervisor.topology import Arns, apply_topology, build_topology
 from services.email import sends
 from services.email.handler import EVENT_ID_TAG, EmailService
+from services.email.sends import Decision, Send
 
 SENDER = "orders@example.com"
 TOPOLOGY = build_topology(prefix="t", services=("email",), email_identities=(SENDER,))
@@ -245,7 +247,10 @@ def test_the_claim_is_left_free_while_waiting(service: Services, ses: Any) -> No
     svc = service(ses)
     with pytest.raises(RetryLater):
         svc(event)
-    assert idempotency.claim(svc.engine, event.event_id, event.order_id, 30) is None
+    again = sends.begin(
+        svc.engine, event.event_id, event.order_id, lease_seconds=30, confirm_seconds=60
+    )
+    assert again.decision is Decision.UNCONFIRMED  # not BUSY: no lease to wait out
 
 
 def test_a_redelivery_waits_in_hand_for_a_send_event_on_its_way(
@@ -268,3 +273,73 @@ def test_a_redelivery_waits_in_hand_for_a_send_event_on_its_way(
         timer.join()
     assert outcome.data["ses_message_id"] == lost.sent["MessageId"]
     assert sent_count() == 1
+
+
+class Transactions:
+    """Counts the transactions an engine begins: BEGIN IMMEDIATE takes SQLite's write lock."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.begun: list[str] = []
+        event.listen(engine, "before_cursor_execute", self._seen)
+
+    def _seen(self, _conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if statement.startswith("BEGIN"):
+            self.begun.append(statement)
+
+    def counts(self) -> tuple[int, int]:
+        """(write, read) transactions so far; then starts counting again."""
+        writes = self.begun.count("BEGIN IMMEDIATE")
+        reads = self.begun.count("BEGIN DEFERRED")
+        assert writes + reads == len(self.begun), self.begun
+        self.begun.clear()
+        return writes, reads
+
+
+def test_a_confirmation_costs_two_write_transactions_and_no_read(
+    service: Services, ses: Any
+) -> None:
+    """The claim and the attempt are one write before SES is called; SES's answer and the
+    outcome are one write after (the two records of before took four writes and a read)."""
+    svc, event = service(ses), order()
+    transactions = Transactions(svc.engine)
+    first = svc(event)
+    assert transactions.counts() == (2, 0)
+    # The duplicate reads the outcome in the transaction that would have begun an attempt.
+    assert svc(event) == first
+    assert transactions.counts() == (1, 0)
+    # SES's Send event for it: one write, in the email program's other consumer.
+    svc.on_send_event(send_event(event.event_id, first.data["ses_message_id"]))
+    assert transactions.counts() == (1, 0)
+    assert sent_count() == 1
+
+
+NOW = utcnow()
+
+
+def _send(status: str, *, ago: float = 0.0, lease: float | None = None) -> Send:
+    """A record whose attempt began `ago` seconds before NOW, with a lease ending `lease`
+    seconds after it."""
+    return Send(
+        status=status,
+        attempts=1,
+        attempted_at=NOW - timedelta(seconds=ago),
+        claimed_until=None if lease is None else NOW + timedelta(seconds=lease),
+        ses_message_id="ses-1" if status == sends.SENT else None,
+    )
+
+
+@pytest.mark.parametrize(
+    ("found", "decision"),
+    [
+        (_send(sends.SENT), Decision.SENT),
+        (_send(sends.ATTEMPTED, lease=10), Decision.BUSY),
+        (_send(sends.ATTEMPTED, lease=-1, ago=1), Decision.UNCONFIRMED),
+        (_send(sends.ATTEMPTED, ago=59), Decision.UNCONFIRMED),
+        (_send(sends.ATTEMPTED, ago=61), Decision.SEND),
+        (_send(sends.REFUSED), Decision.SEND),
+        (replace(_send(sends.ATTEMPTED, ago=1), ses_message_id="ses-1"), Decision.RECOVERED),
+        (replace(_send(sends.ATTEMPTED, lease=10), ses_message_id="ses-1"), Decision.BUSY),
+    ],
+)
+def test_what_a_consumer_does_with_an_events_record(found: Send, decision: Decision) -> None:
+    assert sends.decide(found, NOW, confirm_seconds=60) is decision

@@ -14,19 +14,32 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from unittest.mock import ANY
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Engine, MetaData, func, inspect, select, text
+from sqlalchemy import (
+    DateTime,
+    Engine,
+    MetaData,
+    column,
+    func,
+    insert,
+    inspect,
+    select,
+    table,
+    text,
+)
 
 from pubsub_supervisor import db, idempotency
 from pubsub_supervisor.catalog import Product
 from pubsub_supervisor.db import make_engine
 from pubsub_supervisor.errors import RetryLater
-from pubsub_supervisor.events import OrderCreated, OrderItem, new_id
+from pubsub_supervisor.events import OrderCreated, OrderItem, new_id, utcnow
 from pubsub_supervisor.migrate import current, head, migrate
 from pubsub_supervisor.settings import STORE_NAMES, Settings
 from services.analytics import handler as analytics
@@ -51,12 +64,12 @@ def _store_metadata(store_name: str) -> MetaData:
     metadata = MetaData()
     tables = {
         "web": list(schema.metadata.tables.values()),
-        "email": [idempotency.processed_events, sends.email_sends],
+        "email": [sends.email_sends],
         "inventory": [*inventory.metadata.tables.values(), idempotency.processed_events],
         "analytics": [*analytics.metadata.tables.values(), idempotency.processed_events],
     }[store_name]
-    for table in tables:
-        table.to_metadata(metadata)
+    for each in tables:
+        each.to_metadata(metadata)
     return metadata
 
 
@@ -191,7 +204,7 @@ def test_duplicate_deliveries_in_several_processes_apply_once(
 def test_claims_across_processes_give_each_event_to_one_consumer(
     pool: ProcessPoolExecutor, database_url: str, engines: dict[str, Engine]
 ) -> None:
-    migrate(engines["email"], "email")
+    migrate(engines["inventory"], "inventory")
     event_ids = [new_id() for _ in range(60)]
     got = in_processes(
         pool, store_workers.claim_events, *[(database_url, event_ids, 30, True)] * PROCESSES
@@ -203,8 +216,8 @@ def test_claims_across_processes_give_each_event_to_one_consumer(
 def test_a_dead_claimers_lease_is_taken_over_by_one_consumer(
     pool: ProcessPoolExecutor, database_url: str, engines: dict[str, Engine]
 ) -> None:
-    engine = engines["email"]
-    migrate(engine, "email")
+    engine = engines["inventory"]
+    migrate(engine, "inventory")
     event_ids = [new_id() for _ in range(20)]
     # A consumer claims, then dies before sending (it never completes).
     for event_id in event_ids:
@@ -216,6 +229,119 @@ def test_a_dead_claimers_lease_is_taken_over_by_one_consumer(
         pool, store_workers.claim_events, *[(database_url, event_ids, 30, False)] * PROCESSES
     )
     assert Counter(e for per_process in got for e in per_process) == Counter(event_ids)
+
+
+def test_email_sends_across_processes_begin_each_attempt_once(
+    pool: ProcessPoolExecutor, database_url: str, engines: dict[str, Engine]
+) -> None:
+    engine = engines["email"]
+    migrate(engine, "email")
+    event_ids = [new_id() for _ in range(60)]
+    got = in_processes(
+        pool, store_workers.begin_sends, *[(database_url, event_ids, 30, True)] * PROCESSES
+    )
+    # Each confirmation given to SES by one process, none left out.
+    assert Counter(e for per_process in got for e in per_process) == Counter(event_ids)
+    for event_id in event_ids:
+        assert sends.get(engine, event_id) == sends.Send(
+            sends.SENT, 1, ANY, None, f"ses-{event_id}"
+        )
+
+
+def test_a_dead_senders_attempt_is_taken_over_by_one_consumer(
+    pool: ProcessPoolExecutor, database_url: str, engines: dict[str, Engine]
+) -> None:
+    engine = engines["email"]
+    migrate(engine, "email")
+    event_ids = [new_id() for _ in range(20)]
+    # A consumer begins each attempt, then dies before SES answers.
+    for event_id in event_ids:
+        start = sends.begin(engine, event_id, "order", lease_seconds=1, confirm_seconds=0)
+        assert start.decision is sends.Decision.SEND
+    again = sends.begin(engine, event_ids[0], "order", lease_seconds=1, confirm_seconds=0)
+    assert again.decision is sends.Decision.BUSY
+    time.sleep(1.2)
+    # Past its lease (and, here at once, its confirmation window): one consumer sends again.
+    got = in_processes(
+        pool, store_workers.begin_sends, *[(database_url, event_ids, 30, False)] * PROCESSES
+    )
+    assert Counter(e for per_process in got for e in per_process) == Counter(event_ids)
+    assert {sends.get(engine, e).attempts for e in event_ids} == {2}  # type: ignore[union-attr]
+
+
+def test_email_records_of_both_tables_become_one_record(engines: dict[str, Engine]) -> None:
+    """email0003 carries each event's `processed_events` record into its `email_sends` row."""
+    engine = engines["email"]
+    migrate(engine, "email", to="email0002")
+    now = utcnow()
+    later = now + timedelta(seconds=30)
+    records = [  # event id, status, data, lease
+        ("done", "processed", '{"ses_message_id": "ses-done"}', None),
+        ("before-sends", "processed", '{"ses_message_id": "ses-old"}', None),
+        ("in-flight", "in_progress", "{}", later),
+        ("claimed-only", "in_progress", "{}", later),
+    ]
+    attempts = [  # event id, attempted at, ses message id
+        ("done", now, "ses-done"),
+        ("in-flight", now, None),
+        ("lost-answer", now, "ses-lost"),
+        ("refused", None, None),
+        ("unanswered", now, None),
+    ]
+    # email_sends as email0002 made it.
+    older_sends = table(
+        "email_sends",
+        *(column(c) for c in ("event_id", "order_id", "attempts", "ses_message_id")),
+        column("attempted_at", DateTime(timezone=True)),
+    )
+    with db.write(engine) as conn:
+        conn.execute(
+            insert(idempotency.processed_events),
+            [
+                {"event_id": e, "order_id": "o", "status": s, "data": d, "claimed_until": u}
+                | {"processed_at": now}
+                for e, s, d, u in records
+            ],
+        )
+        conn.execute(
+            insert(older_sends),
+            [
+                {"event_id": e, "order_id": "o", "attempts": 1, "attempted_at": a}
+                | {"ses_message_id": m}
+                for e, a, m in attempts
+            ],
+        )
+
+    assert migrate(engine, "email") == "email0002"
+    assert "processed_events" not in inspect(engine).get_table_names()
+    event_ids = {r[0] for r in records} | {a[0] for a in attempts}
+    found = {e: sends.get(engine, e) for e in sorted(event_ids)}
+    assert {e: (s.status, s.ses_message_id) if s else None for e, s in found.items()} == {
+        "done": ("sent", "ses-done"),
+        "before-sends": ("sent", "ses-old"),
+        "in-flight": ("attempted", None),
+        "claimed-only": None,  # claimed, never attempted: nothing went out
+        "lost-answer": ("attempted", "ses-lost"),  # its redelivery settles it
+        "refused": ("refused", None),
+        "unanswered": ("attempted", None),
+    }
+    in_flight = found["in-flight"]
+    assert in_flight is not None
+    assert in_flight.claimed_until == later  # the claim's lease
+    assert all(s.claimed_until is None for e, s in found.items() if s and e != "in-flight")
+    outcome = {
+        e: sends.begin(engine, e, "o", lease_seconds=30, confirm_seconds=60).decision
+        for e, s in found.items()
+        if s is not None
+    }
+    assert outcome == {
+        "done": sends.Decision.SENT,
+        "before-sends": sends.Decision.SENT,
+        "in-flight": sends.Decision.BUSY,
+        "lost-answer": sends.Decision.RECOVERED,
+        "refused": sends.Decision.SEND,
+        "unanswered": sends.Decision.UNCONFIRMED,
+    }
 
 
 # -- the outbox with several relays ---------------------------------------------------------

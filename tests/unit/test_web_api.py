@@ -9,11 +9,12 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from pubsub_supervisor.settings import Settings
-from web import create_app, get_context
+from web import create_app, get_context, store
 from web.schema import orders, outbox
+from web.validation import OrderIn
 
 VALID = {"customer_email": "ada@example.com", "items": [{"sku": "KB-001", "quantity": 2}]}
 
@@ -167,3 +168,38 @@ def test_wrong_method_is_405_json(client: FlaskClient) -> None:
 
 def test_healthz_answers(client: FlaskClient) -> None:
     assert client.get("/healthz").get_json() == {"status": "ok"}
+
+
+def test_a_page_of_orders_takes_the_same_few_queries_whatever_its_size(app: Flask) -> None:
+    with app.app_context():
+        context = get_context()
+    engine, catalog = context.engine, context.catalog
+    placed = [
+        store.place_order(
+            engine,
+            OrderIn.model_validate({**VALID, "items": [{"sku": "KB-001", "quantity": n % 5 + 1}]}),
+            catalog,
+            trace_id=f"trace-{n}",
+        )
+        for n in range(101)
+    ]
+    statements: list[str] = []
+    event.listen(engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+
+    def queries(limit: int) -> int:
+        statements.clear()
+        page, _next = store.list_orders(engine, limit, None)
+        assert len(page) == limit
+        return sum(1 for s in statements if s.lstrip().upper().startswith("SELECT"))
+
+    # One query for the orders, then one each for their items, statuses and events.
+    assert queries(1) == queries(100) == 4
+    page, _next = store.list_orders(engine, 100, None)
+    # Each order gets its own lines, whatever the others on its page have.
+    newest = placed[::-1][:100]
+    assert [o["id"] for o in page] == [e.order_id for e in newest]
+    assert [o["items"][0]["quantity"] for o in page] == [e.items[0].quantity for e in newest]
+    assert all(set(o["services"]) == {"email", "inventory", "analytics"} for o in page)
+    statements.clear()
+    assert store.get_order(engine, placed[1].order_id) == page[-1]
+    assert sum(1 for s in statements if s.lstrip().upper().startswith("SELECT")) == 4
