@@ -64,8 +64,9 @@ class Settings(BaseSettings):
     #: Where the rate limiter counts: memory:// (each process on its own) or a shared
     #: store such as redis://host:6379 (every instance and worker together).
     rate_limit_storage_uri: str = "memory://"
-    #: Orders (hence confirmation emails) one recipient address may receive per hour.
-    max_orders_per_email_per_hour: int = Field(default=10, ge=1, le=1_000_000)
+    #: Orders (hence confirmation emails) one recipient address may receive per hour; 0
+    #: turns the check off (it counts the store's orders of the last hour on each order).
+    max_orders_per_email_per_hour: int = Field(default=10, ge=0, le=1_000_000)
     #: Largest quantity of one SKU in one order.
     max_quantity_per_line: int = Field(default=1000, ge=1, le=QUANTITY_CEILING)
     #: Largest total of units (every line together) in one order.

@@ -53,7 +53,7 @@ def orders_to_recipient(engine: Engine, email: str, window: timedelta = EMAIL_WI
 def recipient_refusal(engine: Engine, email: str, settings: Settings) -> str | None:
     """Why one more order for `email` is refused now, or None when it may be placed."""
     allowed = settings.max_orders_per_email_per_hour
-    if orders_to_recipient(engine, email) < allowed:
+    if not allowed or orders_to_recipient(engine, email) < allowed:
         return None
     return (
         f"{email} has been sent {allowed} order confirmation(s) in the last hour, the most "

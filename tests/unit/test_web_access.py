@@ -171,3 +171,14 @@ def test_readiness_detail_is_for_operators_only(tmp_path: Path) -> None:
     checks = operator.get_json()["checks"]
     assert checks["database"] == "ok"
     assert checks["sqs"].startswith("error: ")
+
+
+def test_pages_link_operator_routes_for_operators_only(guarded: Flask) -> None:
+    client = guarded.test_client()
+    anonymous = client.get("/").text
+    operator = client.get(
+        "/", headers={"Authorization": basic_auth("operator", OPERATOR_PASSWORD)}
+    ).text
+    for path in ("/orders", "/pipeline", "/dlq", "/metrics"):
+        assert f'href="{path}"' not in anonymous, path
+        assert f'href="{path}"' in operator, path

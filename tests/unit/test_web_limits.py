@@ -120,6 +120,16 @@ def test_confirmations_per_recipient_are_limited_per_hour(tmp_path: Path) -> Non
         app.extensions["pubsub"].close()
 
 
+def test_a_recipient_limit_of_zero_turns_it_off(tmp_path: Path) -> None:
+    app = build(tmp_path, order_rate_limit="", max_orders_per_email_per_hour=0)
+    try:
+        client = app.test_client()
+        codes = {client.post("/api/orders", json=order()).status_code for _ in range(15)}
+    finally:
+        app.extensions["pubsub"].close()
+    assert codes == {201}
+
+
 def test_quantity_per_line_and_units_per_order_come_from_the_settings(app: Flask) -> None:
     client = app.test_client()
     too_many = client.post("/api/orders", json=order(KB_001=6))
