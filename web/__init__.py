@@ -26,6 +26,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     metrics.prepare()
     app = Flask(__name__)
     app.config.from_mapping(MAX_CONTENT_LENGTH=MAX_CONTENT_LENGTH, JSON_SORT_KEYS=False)
+    # "//api//orders" is no route of ours, not a redirect: a redirect copies the client's
+    # query string into its Location header, where a stray CR or LF cannot go.
+    app.url_map.merge_slashes = False
     context = WebContext(settings)
     app.extensions["pubsub"] = context
     context.engine  # noqa: B018 - create the schema before the first request

@@ -19,6 +19,8 @@ from hypothesis import strategies as st
 from pubsub_supervisor.settings import Settings
 from web import create_app
 
+pytestmark = pytest.mark.fuzz
+
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "40"))
 #: The one 5xx a request may get: readiness while AWS (here a closed port) is away.
 NOT_READY = ("/readyz", 503)

@@ -111,6 +111,12 @@ def test_odd_order_ids_are_404(app: Flask, order_id: str) -> None:
     assert client.get(f"/orders/{order_id}").status_code == 404
 
 
+def test_doubled_slashes_are_a_404_not_a_redirect_carrying_the_query(app: Flask) -> None:
+    client = app.test_client()
+    assert client.get("/api/orders/%2F%00", query_string="\r").status_code == 404
+    assert client.get("/api//products", query_string="\r").status_code == 404
+
+
 def test_odd_headers_are_not_a_5xx(app: Flask) -> None:
     client = app.test_client()
     for headers in (
