@@ -14,7 +14,7 @@ MINISTACK_VENV := .venv-ministack
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: help venv emulator-venv dev emulator test test-unit test-integration test-browser screenshots lint fmt typecheck provision status ctl queues publish-sample clean bench bench-quick dlq redrive ministack-venv test-parity audit scan-secrets test-faults test-docker up down image
+.PHONY: help venv emulator-venv dev emulator test test-unit test-fuzz test-integration test-browser screenshots lint fmt typecheck provision status ctl queues publish-sample clean bench bench-quick dlq redrive ministack-venv test-parity audit scan-secrets test-faults test-docker up down image
 
 help: ## Show the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -67,6 +67,9 @@ test: lint typecheck emulator-venv ## The whole suite: lint, types, unit, integr
 
 test-unit: venv ## Unit tests only (no emulator)
 	$(VENV)/bin/pytest tests/unit
+
+test-fuzz: venv ## The web's fuzz with many examples (FUZZ_EXAMPLES, 1000 per route by default here)
+	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-1000} $(VENV)/bin/pytest tests/unit -m fuzz
 
 test-integration: venv emulator-venv ## Integration tests (they start LocalStack and supervisord)
 	$(VENV)/bin/pytest tests/integration

@@ -22,6 +22,8 @@ STORE_NAMES: tuple[str, ...] = ("web", *(s.store for s in registry.SERVICES if s
 STORE_PLACEHOLDER = "{store}"
 
 ROOT = Path(__file__).resolve().parent.parent
+#: No quantity setting may exceed this: it keeps totals far inside a 64-bit integer.
+QUANTITY_CEILING = 1_000_000
 
 
 class Settings(BaseSettings):
@@ -52,6 +54,25 @@ class Settings(BaseSettings):
     #: Signs the web's session cookie (its CSRF tokens). Unset: one is generated on first
     #: start and kept in DATA_DIR/web-secret-key, shared by every gunicorn worker.
     web_secret_key: SecretStr | None = None
+    #: Password of the operator pages and APIs (HTTP Basic, user `operator`). Unset on an
+    #: emulator: every route is open; unset on AWS: operator routes answer 404.
+    operator_password: SecretStr | None = None
+    #: Proxies in front of the web that set X-Forwarded-For/-Proto (0: none, trust no header).
+    trusted_proxies: int = Field(default=0, ge=0, le=10)
+
+    #: Orders one client address may place (API and form), in Flask-Limiter's notation
+    #: ("30/minute", "100 per hour"); empty turns the limit off.
+    order_rate_limit: str = "30/minute"
+    #: Where the rate limiter counts: memory:// (each process on its own) or a shared
+    #: store such as redis://host:6379 (every instance and worker together).
+    rate_limit_storage_uri: str = "memory://"
+    #: Orders (hence confirmation emails) one recipient address may receive per hour; 0
+    #: turns the check off (it counts the store's orders of the last hour on each order).
+    max_orders_per_email_per_hour: int = Field(default=10, ge=0, le=1_000_000)
+    #: Largest quantity of one SKU in one order.
+    max_quantity_per_line: int = Field(default=1000, ge=1, le=QUANTITY_CEILING)
+    #: Largest total of units (every line together) in one order.
+    max_units_per_order: int = Field(default=5000, ge=1, le=QUANTITY_CEILING * 50)
 
     #: Directory for the SQLite files of the web and each service (when DATABASE_URL is unset).
     data_dir: Path = ROOT / "var" / "data"
@@ -98,13 +119,34 @@ class Settings(BaseSettings):
             return None
         return value
 
-    @field_validator("web_secret_key", mode="before")
+    @field_validator("web_secret_key", "operator_password", mode="before")
     @classmethod
     def _blank_secret_means_generated(cls, value: object) -> object:
-        """An empty WEB_SECRET_KEY means: generate one and keep it in DATA_DIR."""
+        """An empty secret means unset (WEB_SECRET_KEY: generate one and keep it in DATA_DIR)."""
         if isinstance(value, str) and not value.strip():
             return None
         return value
+
+    @field_validator("order_rate_limit")
+    @classmethod
+    def _rate_limit_parses(cls, value: str) -> str:
+        """Fail at start, not on the first order, when the limit is not Flask-Limiter's notation."""
+        from limits import parse_many
+
+        if value.strip():
+            try:
+                parse_many(value)
+            except ValueError:
+                raise ValueError(
+                    f"ORDER_RATE_LIMIT must read like '30/minute' or '100 per hour' (got "
+                    f"{value!r}); leave it empty for no limit"
+                ) from None
+        return value.strip()
+
+    @property
+    def on_emulator(self) -> bool:
+        """True when AWS_ENDPOINT_URL points at an emulator rather than real AWS."""
+        return self.aws_endpoint_url is not None
 
     @field_validator("resource_prefix")
     @classmethod

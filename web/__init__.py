@@ -6,8 +6,8 @@ import logging
 import time
 from typing import Any
 
-from flask import Flask, Response, g, render_template, request
-from werkzeug.exceptions import HTTPException
+from flask import Flask, Response, g, make_response, render_template, request
+from werkzeug.exceptions import HTTPException, InternalServerError
 
 from pubsub_supervisor import logs, metrics
 from pubsub_supervisor.events import new_id
@@ -26,12 +26,18 @@ def create_app(settings: Settings | None = None) -> Flask:
     metrics.prepare()
     app = Flask(__name__)
     app.config.from_mapping(MAX_CONTENT_LENGTH=MAX_CONTENT_LENGTH, JSON_SORT_KEYS=False)
+    # "//api//orders" is no route of ours, not a redirect: a redirect copies the client's
+    # query string into its Location header, where a stray CR or LF cannot go.
+    app.url_map.merge_slashes = False
     context = WebContext(settings)
     app.extensions["pubsub"] = context
     context.engine  # noqa: B018 - create the schema before the first request
 
-    from web import api, health, monitoring, pages, security
+    from web import access, api, health, limits, monitoring, pages, security
 
+    # Request hooks run in this order: trace id, operator guard, CSRF, rate limits.
+    _install_request_context(app, settings.program_name)
+    access.init_app(app, settings)
     security.init_app(app, settings)
     # The JSON API accepts only application/json, which a cross-site form cannot send.
     security.csrf.exempt(api.bp)
@@ -39,8 +45,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(health.bp)
     app.register_blueprint(monitoring.bp)
     app.register_blueprint(pages.bp)
+    limits.init_app(app, settings)
     app.register_error_handler(HTTPException, _http_error)
-    _install_request_context(app, settings.program_name)
+    app.register_error_handler(Exception, _unexpected_error)
     return app
 
 
@@ -48,12 +55,33 @@ def create_app(settings: Settings | None = None) -> Flask:
 _JSON_PATHS = ("/api/", "/healthz", "/readyz", "/metrics")
 
 
-def _http_error(error: HTTPException) -> Response | tuple[Response | str, int]:
+def _http_error(error: HTTPException) -> Response | tuple[Response, int]:
     from web import api
 
+    if error.code == 429:
+        error.description = (
+            f"Too many orders from your address ({error.description}): wait a little, "
+            "then try again."
+        )
     if request.path.startswith(_JSON_PATHS):
         return api.http_error(error)
-    return render_template("error.html", error=error), error.code or 500
+    response = make_response(render_template("error.html", error=error), error.code or 500)
+    # Keep the exception's own headers (a 401's WWW-Authenticate, a 405's Allow).
+    for name, value in error.get_headers():
+        if name.lower() != "content-type":
+            response.headers[name] = value
+    return response
+
+
+def _unexpected_error(error: Exception) -> Response | tuple[Response, int]:
+    """Any other failure: the detail goes to the log, the client gets the trace id only."""
+    trace_id = g.get("trace_id", "")
+    log.error("unexpected error", exc_info=error, extra={"path": request.path})
+    generic = InternalServerError(
+        description=f"Something went wrong on our side; quote trace id {trace_id} when "
+        "you report it."
+    )
+    return _http_error(generic)
 
 
 def get_context() -> WebContext:
@@ -63,6 +91,9 @@ def get_context() -> WebContext:
     context: WebContext = current_app.extensions["pubsub"]
     return context
 
+
+#: Methods that keep their own metrics label; any other is counted as "other".
+METRIC_METHODS = frozenset({"GET", "POST", "HEAD", "PUT", "DELETE", "PATCH", "OPTIONS"})
 
 #: Requests not worth a log line each (probes, scrapes, static files).
 _QUIET = ("/healthz", "/readyz", "/metrics", "/static/")
@@ -85,10 +116,10 @@ def _install_request_context(app: Flask, program: str) -> None:
         seconds = time.perf_counter() - g.get("started", time.perf_counter())
         # The route, not the path: one series per endpoint, whatever the ids in the URL.
         endpoint = request.url_rule.rule if request.url_rule else "unmatched"
-        metrics.HTTP_REQUESTS.labels(
-            program, request.method, endpoint, str(response.status_code)
-        ).inc()
-        metrics.HTTP_LATENCY.labels(program, request.method, endpoint).observe(seconds)
+        # Clients choose the method: a fixed set of labels, or /metrics grows without bound.
+        method = request.method if request.method in METRIC_METHODS else "other"
+        metrics.HTTP_REQUESTS.labels(program, method, endpoint, str(response.status_code)).inc()
+        metrics.HTTP_LATENCY.labels(program, method, endpoint).observe(seconds)
         extra: dict[str, Any] = {
             "method": request.method,
             "path": request.path,

@@ -7,13 +7,18 @@ from typing import Any
 from flask import Blueprint, Response, abort, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from web import get_context, store
-from web.validation import validate_order
+from web import get_context, limits, store
+from web.validation import MAX_CURSOR, parse_int, validate_order
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
 DEFAULT_PAGE = 20
 MAX_PAGE = 100
+
+
+def is_order_id(text: str) -> bool:
+    """Could be an order id (hex, as `new_id` makes them): anything else is not looked up."""
+    return 0 < len(text) <= 64 and text.isascii() and text.isalnum()
 
 
 def _error(status: int, message: str, **extra: Any) -> tuple[Response, int]:
@@ -37,16 +42,23 @@ def create_order() -> tuple[Response, int]:
 
     :raise 400: malformed JSON or not `application/json`.
     :raise 422: a field is invalid (`errors` lists each one).
+    :raise 429: too many orders from this client address, or for this recipient.
     """
     if not request.is_json:
         return _error(400, "Content-Type must be application/json")
-    payload = request.get_json(silent=True)
+    try:
+        payload = request.get_json(silent=True)
+    except RecursionError:
+        payload = None  # nested deeper than the parser goes: no order looks like that
     if payload is None:
         return _error(400, "request body is not valid JSON")
     context = get_context()
-    order, errors = validate_order(payload, context.catalog)
+    order, errors = validate_order(payload, context.catalog, limits.order_limits(context.settings))
     if order is None:
         return jsonify({"errors": errors}), 422
+    refusal = limits.recipient_refusal(context.engine, str(order.customer_email), context.settings)
+    if refusal is not None:
+        return _error(429, refusal)
     event = store.place_order(context.engine, order, context.catalog, g.trace_id)
     body = store.get_order(context.engine, event.order_id)
     response = jsonify(body)
@@ -60,7 +72,7 @@ def get_order(order_id: str) -> Response:
 
     :raise 404: no order has this id.
     """
-    order = store.get_order(get_context().engine, order_id)
+    order = store.get_order(get_context().engine, order_id) if is_order_id(order_id) else None
     if order is None:
         abort(404, f"order {order_id} does not exist")
     return jsonify(order)
@@ -69,14 +81,11 @@ def get_order(order_id: str) -> Response:
 @bp.get("/orders")
 def list_orders() -> Response | tuple[Response, int]:
     """Newest orders first; `?limit=` (1-100) and `?before=` (the `next` cursor)."""
-    try:
-        limit = int(request.args.get("limit", DEFAULT_PAGE))
-        before = int(request.args["before"]) if "before" in request.args else None
-    except ValueError:
-        return _error(400, "limit and before must be integers")
-    if not 1 <= limit <= MAX_PAGE:
-        return _error(400, f"limit must be between 1 and {MAX_PAGE}")
-    if before is not None and not 0 < before < 2**63:
+    limit = parse_int(request.args.get("limit", str(DEFAULT_PAGE)), 1, MAX_PAGE)
+    if limit is None:
+        return _error(400, f"limit must be a whole number between 1 and {MAX_PAGE}")
+    before = parse_int(request.args["before"], 1, MAX_CURSOR) if "before" in request.args else None
+    if "before" in request.args and before is None:
         return _error(400, "before must be a cursor from a previous page's `next`")
     page, next_cursor = store.list_orders(get_context().engine, limit, before)
     return jsonify({"orders": page, "next": next_cursor})

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
+
 from flask import Blueprint, Response, jsonify
 from sqlalchemy import text
 
 from pubsub_supervisor import db
-from web import get_context
+from web import access, get_context
 
 bp = Blueprint("health", __name__)
+log = logging.getLogger(__name__)
 
 
 @bp.get("/healthz")
@@ -17,29 +21,45 @@ def healthz() -> Response:
     return jsonify({"status": "ok"})
 
 
+def _check(name: str, probe: Callable[[], object], checks: dict[str, str]) -> None:
+    try:
+        probe()
+        checks[name] = "ok"
+    except Exception as error:
+        log.warning("readiness check %s failed", name, exc_info=error)
+        checks[name] = f"error: {error}"
+
+
 @bp.get("/readyz")
 def readyz() -> tuple[Response, int]:
-    """The store and SNS/SQS are reachable; 503 names what is not."""
+    """The store and SNS/SQS are reachable; 503 when one is not.
+
+    Operators see each check and its error; anyone else only the status (AWS error text
+    can name the role ARN and the account id).
+    """
     context = get_context()
+    topology = context.settings.topology
     checks: dict[str, str] = {}
-    try:
+
+    def database() -> None:
         with db.read(context.engine) as conn:
             conn.execute(text("SELECT 1"))
-        checks["database"] = "ok"
-    except Exception as error:
-        checks["database"] = f"error: {error}"
-    topology = context.settings.topology
-    try:
-        context.probe.sns.get_topic_attributes(TopicArn=context.topic_arns[topology.order_topic])
-        checks["sns"] = "ok"
-    except Exception as error:
-        checks["sns"] = f"error: {error}"
-    try:
-        context.probe.sqs.get_queue_url(QueueName=topology.queue_for("web").name)
-        checks["sqs"] = "ok"
-    except Exception as error:
-        checks["sqs"] = f"error: {error}"
-    ready = all(v == "ok" for v in checks.values())
-    return jsonify({"status": "ready" if ready else "not ready", "checks": checks}), (
-        200 if ready else 503
+
+    _check("database", database, checks)
+    _check(
+        "sns",
+        lambda: context.probe.sns.get_topic_attributes(
+            TopicArn=context.topic_arns[topology.order_topic]
+        ),
+        checks,
     )
+    _check(
+        "sqs",
+        lambda: context.probe.sqs.get_queue_url(QueueName=topology.queue_for("web").name),
+        checks,
+    )
+    ready = all(v == "ok" for v in checks.values())
+    body: dict[str, object] = {"status": "ready" if ready else "not ready"}
+    if access.is_operator():
+        body["checks"] = checks
+    return jsonify(body), 200 if ready else 503

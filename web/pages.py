@@ -6,6 +6,7 @@ the dashboard update in place.
 
 from __future__ import annotations
 
+import logging
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
@@ -26,8 +27,11 @@ from pubsub_supervisor import dlq
 from pubsub_supervisor.catalog import Product
 from pubsub_supervisor.settings import SERVICE_NAMES
 from pubsub_supervisor.topology import QueueSpec
-from web import get_context, store
-from web.validation import FieldError, validate_order
+from web import access, get_context, limits, store
+from web.api import is_order_id
+from web.validation import MAX_CURSOR, FieldError, parse_int, parse_quantity, validate_order
+
+log = logging.getLogger(__name__)
 
 bp = Blueprint("pages", __name__)
 
@@ -67,7 +71,10 @@ def _form_errors(
         if name == "customer_email":
             by_field.setdefault("customer_email", message if email else "Enter an email address")
         elif name == "items":
-            by_field.setdefault("items", "Choose at least one product (quantity 1 or more)")
+            by_field.setdefault(
+                "items",
+                message if items else "Choose at least one product (quantity 1 or more)",
+            )
         elif name.startswith("items[") and "]" in name:
             index = int(name[len("items[") : name.index("]")])
             by_field.setdefault(f"qty-{items[index]['sku']}", message)
@@ -85,9 +92,8 @@ def _read_form(catalog: dict[str, Product]) -> tuple[str, list[dict[str, Any]], 
         raw = request.form.get(f"qty-{sku}", "").strip()
         if not raw:
             continue
-        try:
-            quantity = int(raw)
-        except ValueError:
+        quantity = parse_quantity(raw)
+        if quantity is None:
             errors[f"qty-{sku}"] = "Enter a whole number"
             continue
         if quantity != 0:
@@ -102,13 +108,20 @@ def _render_form(
     products = store.products(context.engine, context.catalog)
     total = 0
     for product in products:
-        raw = values.get(f"qty-{product['sku']}", "")
-        if raw.strip().isdigit():
-            total += int(raw) * product["price_cents"]
+        quantity = parse_quantity(values.get(f"qty-{product['sku']}", ""))
+        if quantity is not None and quantity > 0:
+            total += quantity * product["price_cents"]
     html = render_template(
         "order_form.html", products=products, values=values, errors=errors, total=total
     )
     return html, status
+
+
+def _aws_failure(error: Exception) -> str:
+    """What a page says of an AWS failure: the detail for operators, the trace id to all."""
+    trace = f"(trace id {g.get('trace_id', '')}; the web's log has the detail)"
+    # AWS error text can name the role ARN and the account id.
+    return f"{error} {trace}" if access.is_operator() else f"an AWS call failed {trace}"
 
 
 @bp.get("/")
@@ -122,12 +135,19 @@ def place_order() -> Response | tuple[str, int]:
     """Accept the form: on success redirect to the order; otherwise show errors by field."""
     context = get_context()
     email, items, errors = _read_form(context.catalog)
-    order, invalid = validate_order({"customer_email": email, "items": items}, context.catalog)
+    order, invalid = validate_order(
+        {"customer_email": email, "items": items},
+        context.catalog,
+        limits.order_limits(context.settings),
+    )
     if errors or order is None:
         found = _form_errors(email, items, invalid)
         if errors:  # a quantity that is not a number was left out of `items`
             found.pop("items", None)
         return _render_form(request.form.to_dict(), {**found, **errors}, 422)
+    refusal = limits.recipient_refusal(context.engine, str(order.customer_email), context.settings)
+    if refusal is not None:
+        return _render_form(request.form.to_dict(), {"customer_email": refusal}, 429)
     event = store.place_order(context.engine, order, context.catalog, g.trace_id)
     flash("Order placed: follow it through the pipeline below.", "success")
     return redirect(url_for("pages.order_page", order_id=event.order_id), 303)
@@ -136,7 +156,10 @@ def place_order() -> Response | tuple[str, int]:
 @bp.get("/orders")
 def order_list() -> str:
     """Newest orders first, a page at a time."""
-    before = request.args.get("before", type=int)
+    raw = request.args.get("before")
+    before = parse_int(raw, 1, MAX_CURSOR) if raw is not None else None
+    if raw is not None and before is None:
+        abort(400, "?before= must be the cursor of the page's 'Older' link.")
     orders, next_cursor = store.list_orders(get_context().engine, PAGE_SIZE, before)
     return render_template(
         "orders.html", orders=orders, next_cursor=next_cursor, services=SERVICE_NAMES
@@ -149,7 +172,7 @@ def order_page(order_id: str) -> str:
 
     :raise 404: no order has this id.
     """
-    order = store.get_order(get_context().engine, order_id)
+    order = store.get_order(get_context().engine, order_id) if is_order_id(order_id) else None
     if order is None:
         abort(404, f"Order {order_id} does not exist.")
     return render_template("order.html", order=order, services=SERVICE_NAMES)
@@ -173,18 +196,24 @@ def dead_letters() -> str:
     dashboard = get_context().dashboard
     specs = list(get_context().settings.topology.queues)
 
-    def read(spec: QueueSpec) -> tuple[list[dlq.DeadLetter], str | None]:
+    def read(spec: QueueSpec) -> tuple[list[dlq.DeadLetter], Exception | None]:
         try:
             return dlq.list_dead_letters(dashboard.reader.sqs, spec), None
         except Exception as failure:
-            return [], str(failure)
+            return [], failure
 
     with ThreadPoolExecutor(max_workers=len(specs) or 1) as pool:
         results = list(pool.map(read, specs))
-    queues = [
-        {"spec": spec, "letters": letters[:DLQ_PAGE], "total": len(letters), "error": error}
-        for spec, (letters, error) in zip(specs, results, strict=True)
-    ]
+    queues = []
+    for spec, (letters, failure) in zip(specs, results, strict=True):
+        error = None
+        if failure is not None:
+            # Here, not in the pool's threads: the log line and the text need the request.
+            log.warning("could not read %s", spec.dlq_name, exc_info=failure)
+            error = _aws_failure(failure)
+        queues.append(
+            {"spec": spec, "letters": letters[:DLQ_PAGE], "total": len(letters), "error": error}
+        )
     return render_template("dlq.html", queues=queues)
 
 
@@ -206,7 +235,8 @@ def redrive() -> Response:
         )
     except Exception as error:
         # SQS unreachable, or a role without the redrive permissions: say which.
-        flash(f"Could not redrive from {name}: {error}", "warning")
+        log.warning("could not redrive from %s", name, exc_info=error)
+        flash(f"Could not redrive from {name}: {_aws_failure(error)}", "warning")
         return redirect(url_for("pages.dead_letters"), 303)
     if result.failed:
         flash(f"{result.failed} message(s) could not be moved; they stay in {name}.", "warning")

@@ -8,8 +8,10 @@ import secrets
 import tempfile
 from pathlib import Path
 
-from flask import Flask, Response
+from flask import Flask, Response, request
+from flask.sessions import SecureCookieSessionInterface
 from flask_wtf.csrf import CSRFProtect
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from pubsub_supervisor.settings import Settings
 
@@ -39,7 +41,20 @@ SECURITY_HEADERS = {
     "Cross-Origin-Opener-Policy": "same-origin",
 }
 
+#: Browsers that saw the site over HTTPS keep to HTTPS for a year.
+HSTS = "max-age=31536000; includeSubDomains"
+#: Endpoints whose answers may be cached: the same for everyone, no personal data.
+CACHEABLE_ENDPOINTS = frozenset({"static", "api.products", "health.healthz"})
+
 KEY_FILENAME = "web-secret-key"
+
+
+class SessionInterface(SecureCookieSessionInterface):
+    """The session cookie is `Secure` whenever the request came over HTTPS."""
+
+    def get_cookie_secure(self, app: Flask) -> bool:
+        """Secure on HTTPS (as the client saw it, after ProxyFix), or when configured."""
+        return request.is_secure or super().get_cookie_secure(app)
 
 
 def secret_key(settings: Settings) -> str:
@@ -63,7 +78,14 @@ def secret_key(settings: Settings) -> str:
 
 
 def init_app(app: Flask, settings: Settings) -> None:
-    """CSRF on every form POST, signed sessions, and the headers on every response."""
+    """CSRF on every form POST, signed sessions, trusted proxies, and the headers on every
+    response."""
+    if settings.trusted_proxies:
+        # Only as many X-Forwarded-* hops as there are proxies are believed: a client's own
+        # X-Forwarded-For cannot pick the address the rate limit counts.
+        n = settings.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n)  # type: ignore[method-assign]
+    app.session_interface = SessionInterface()
     app.config.update(
         SECRET_KEY=secret_key(settings),
         SESSION_COOKIE_HTTPONLY=True,
@@ -77,4 +99,9 @@ def init_app(app: Flask, settings: Settings) -> None:
     def _headers(response: Response) -> Response:
         for name, value in SECURITY_HEADERS.items():
             response.headers.setdefault(name, value)
+        if request.is_secure:
+            response.headers.setdefault("Strict-Transport-Security", HSTS)
+        if request.endpoint not in CACHEABLE_ENDPOINTS:
+            # Orders carry customers' addresses, pages carry CSRF tokens: no cache keeps them.
+            response.headers["Cache-Control"] = "no-store"
         return response

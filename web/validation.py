@@ -2,15 +2,61 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from pubsub_supervisor.catalog import Product
+from pubsub_supervisor.settings import QUANTITY_CEILING
 
-#: Largest quantity of one SKU in one order; more is almost certainly a mistake.
+#: Largest quantity of one SKU in one order by default (MAX_QUANTITY_PER_LINE).
 MAX_QUANTITY = 1000
+#: Largest total of units in one order by default (MAX_UNITS_PER_ORDER).
+MAX_UNITS = 5000
 MAX_LINES = 50
+#: Largest value of a store cursor (SQLite's and PostgreSQL's 64-bit integers).
+MAX_CURSOR = 2**63 - 1
+
+
+@dataclass(frozen=True)
+class OrderLimits:
+    """The bounds of one order (from MAX_QUANTITY_PER_LINE and MAX_UNITS_PER_ORDER)."""
+
+    per_line: int = MAX_QUANTITY
+    per_order: int = MAX_UNITS
+
+
+def parse_int(raw: str, low: int, high: int) -> int | None:
+    """A whole number in ASCII digits (a leading '-' when `low` is negative) within
+    [low, high]; None for anything else.
+
+    The one rule of every number a form or a query string carries: `str.isdigit()` and
+    `int()` accept "²", "٣" or "1_000", which no client means, and a number past SQLite's
+    64-bit range must stop here, not in the store.
+    """
+    text = raw.strip()
+    digits = text[1:] if text.startswith("-") and low < 0 else text
+    widest = max(len(str(low)), len(str(high)))
+    if not digits or len(text) > widest or not (digits.isascii() and digits.isdigit()):
+        return None
+    value = int(text)
+    return value if low <= value <= high else None
+
+
+def parse_quantity(raw: str) -> int | None:
+    """A form quantity by the rule of `parse_int`; 0 means "none of this one", and the
+    model's bounds then name what is wrong with a negative one."""
+    return parse_int(raw, -QUANTITY_CEILING, QUANTITY_CEILING)
 
 
 class OrderItemIn(BaseModel):
@@ -19,7 +65,22 @@ class OrderItemIn(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     sku: str = Field(min_length=1, max_length=64)
-    quantity: int = Field(ge=1, le=MAX_QUANTITY)
+    # MAX_QUANTITY_PER_LINE comes in the validation context; this bound keeps absurd
+    # integers out whatever the context.
+    quantity: int = Field(ge=1, le=QUANTITY_CEILING)
+
+    @field_validator("quantity")
+    @classmethod
+    def _within_line_limit(cls, value: int, info: ValidationInfo) -> int:
+        """At most the per-line limit of the validation context (MAX_QUANTITY by default)."""
+        limits = (info.context or {}).get("limits") or OrderLimits()
+        if value > limits.per_line:
+            raise PydanticCustomError(
+                "less_than_equal",
+                "Input should be less than or equal to {le}",
+                {"le": limits.per_line},
+            )
+        return value
 
 
 class OrderIn(BaseModel):
@@ -50,13 +111,14 @@ def _message(error: Any) -> str:
 
 
 def validate_order(
-    payload: object, catalog: dict[str, Product]
+    payload: object, catalog: dict[str, Product], limits: OrderLimits | None = None
 ) -> tuple[OrderIn | None, list[FieldError]]:
     """Check shape, types, ranges, and that every SKU exists once; return errors for each."""
+    limits = limits or OrderLimits()
     if not isinstance(payload, dict):
         return None, [{"field": "body", "message": "must be a JSON object"}]
     try:
-        order = OrderIn.model_validate(payload)
+        order = OrderIn.model_validate(payload, context={"limits": limits})
     except ValidationError as error:
         return None, [
             {"field": _field_name(e["loc"]), "message": _message(e)} for e in error.errors()
@@ -71,4 +133,13 @@ def validate_order(
                 {"field": f"items[{i}].sku", "message": "listed twice: combine the quantities"}
             )
         seen.add(item.sku)
+    units = sum(item.quantity for item in order.items)
+    if not errors and units > limits.per_order:
+        errors.append(
+            {
+                "field": "items",
+                "message": f"at most {limits.per_order} units per order (got {units}): "
+                "place several orders",
+            }
+        )
     return (None, errors) if errors else (order, [])

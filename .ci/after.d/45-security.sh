@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # Security checks: no secret in the repository, and the locked dependencies audited.
-# (The unit tier also covers the topology lint, the IAM policy and the API fuzz.)
+# (The unit tier also covers the topology lint, the IAM policy and a short web fuzz; `make
+# test` runs tests/integration/test_trust_web.py.)
 set -Eeuo pipefail
 cd "$(dirname "$0")/../.."
 make venv
 
 echo ">> scanning the repository for credentials, account ids, keys and tokens"
 scripts/scan-secrets .
+
+echo ">> the web's fuzz, 1000 examples per route and test (no request may answer 5xx)"
+make test-fuzz
 
 echo ">> pip-audit on uv.lock"
 status=0

@@ -88,6 +88,9 @@ def running_stack(endpoint_url: str, state_dir: Path, say: Say) -> Iterator[Benc
         "WEB_PORT": str(free_port()),
         "DATA_DIR": str(data_dir),
         "CATALOG_PATH": str(catalog),
+        # The load comes from 127.0.0.1 with a few addresses: no intake limits.
+        "ORDER_RATE_LIMIT": "",
+        "MAX_ORDERS_PER_EMAIL_PER_HOUR": "0",
     }
     supervised = SupervisedStack(state_dir / "stack", env)
     say(f"starting supervisord (every program) on {supervised.base_url} ...")

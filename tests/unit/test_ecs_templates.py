@@ -33,6 +33,9 @@ VALUES = {
     "EXECUTION_ROLE_ARN": "arn:aws:iam::123456789012:role/pubsub-execution",
     "TASK_ROLE_ARN": "arn:aws:iam::123456789012:role/pubsub-app",
     "WEB_SECRET_KEY_ARN": "arn:aws:ssm:eu-west-1:123456789012:parameter/pubsub/web-secret-key",
+    "OPERATOR_PASSWORD_ARN": (
+        "arn:aws:ssm:eu-west-1:123456789012:parameter/pubsub/operator-password"
+    ),
     "CLUSTER": "pubsub",
     "SUBNET_ID": "subnet-0abc",
     "SECURITY_GROUP_ID": "sg-0abc",

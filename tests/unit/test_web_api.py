@@ -12,6 +12,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import event, func, select
 
 from pubsub_supervisor.settings import Settings
+from tests.unit.conftest import as_operator
 from web import create_app, get_context, store
 from web.schema import orders, outbox
 from web.validation import OrderIn
@@ -20,15 +21,16 @@ VALID = {"customer_email": "ada@example.com", "items": [{"sku": "KB-001", "quant
 
 
 @pytest.fixture
-def app(settings: Settings) -> Iterator[Flask]:
-    app = create_app(settings)
+def app(operator_settings: Settings) -> Iterator[Flask]:
+    # Operator routes need the operator's credentials; `client` sends them.
+    app = create_app(operator_settings)
     yield app
     app.extensions["pubsub"].close()
 
 
 @pytest.fixture
 def client(app: Flask) -> FlaskClient:
-    return app.test_client()
+    return as_operator(app.test_client())
 
 
 def counts(app: Flask) -> tuple[int, int]:

@@ -16,6 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from devtools.emulator import free_port
 from pubsub_supervisor.provision import provision
 from pubsub_supervisor.settings import Settings
+from tests.unit.conftest import as_operator
 from web import create_app
 
 ORDER = {"customer_email": "ada@example.com", "items": [{"sku": "KB-001", "quantity": 2}]}
@@ -29,15 +30,16 @@ def sqs(aws_env: None, settings: Settings) -> Iterator[Any]:
 
 
 @pytest.fixture
-def app(sqs: Any, settings: Settings) -> Iterator[Flask]:
-    app = create_app(settings)
+def app(sqs: Any, operator_settings: Settings) -> Iterator[Flask]:
+    # Operator routes need the operator's credentials; `client` sends them.
+    app = create_app(operator_settings)
     yield app
     app.extensions["pubsub"].close()
 
 
 @pytest.fixture
 def client(app: Flask) -> FlaskClient:
-    return app.test_client()
+    return as_operator(app.test_client())
 
 
 def url(sqs: Any, name: str) -> str:

@@ -12,21 +12,23 @@ from pydantic import SecretStr
 from sqlalchemy import func, select
 
 from pubsub_supervisor.settings import Settings
+from tests.unit.conftest import as_operator
 from web import create_app, get_context
 from web.schema import orders, outbox
 from web.security import KEY_FILENAME, secret_key
 
 
 @pytest.fixture
-def app(settings: Settings) -> Iterator[Flask]:
-    app = create_app(settings)
+def app(operator_settings: Settings) -> Iterator[Flask]:
+    # Operator routes need the operator's credentials; `client` sends them.
+    app = create_app(operator_settings)
     yield app
     app.extensions["pubsub"].close()
 
 
 @pytest.fixture
 def client(app: Flask) -> FlaskClient:
-    return app.test_client()
+    return as_operator(app.test_client())
 
 
 def csrf_token(client: FlaskClient) -> str:
