@@ -87,7 +87,8 @@ class Settings(BaseSettings):
     email_sender: str = "orders@example.com"
     #: After a send whose answer never came (a crash, a timeout), seconds to wait for
     #: SES's "Send" event for it before sending again: SES publishes one for each email
-    #: it accepted, so silence this long means it never went out.
+    #: it accepted, so silence this long means it never went out (counted from the
+    #: attempt, or from the start of the process reading the events, whichever is later).
     email_confirm_seconds: int = Field(default=60, ge=1, le=3600)
 
     #: Worker threads per consumer process.

@@ -107,6 +107,8 @@ class EmailService:
         self.configuration_set = configuration_set
         self.confirm_seconds = confirm_seconds
         self.wait_seconds = wait_seconds
+        #: Since when this process reads SES's Send events (None: it does not).
+        self.listening_since: datetime | None = None
         migrate(engine, "email")
 
     @classmethod
@@ -123,6 +125,8 @@ class EmailService:
 
     def companions(self) -> dict[str, Callable[[Message], None]]:
         """The other queue the email program consumes: SES's Send events."""
+        # Its consumer starts now; an earlier attempt's silence counts only from here.
+        self.listening_since = utcnow()
         return {EMAIL_SENDS: self.on_send_event}
 
     def __call__(self, event: OrderCreated) -> Outcome:
@@ -166,7 +170,7 @@ class EmailService:
                 )
                 raise RetryLater(
                     "waiting for SES to confirm an earlier send",
-                    delay=max(1, math.ceil(self.confirm_seconds - waited)),
+                    delay=max(1, math.ceil(-_since(self._confirmation_due(send)))),
                 )
         return _outcome(send.ses_message_id)
 
@@ -177,14 +181,20 @@ class EmailService:
             event.order_id,
             lease_seconds=self.lease_seconds,
             confirm_seconds=self.confirm_seconds,
+            listening_since=self.listening_since,
+        )
+
+    def _confirmation_due(self, earlier: sends.Send) -> datetime:
+        assert earlier.attempted_at is not None
+        return sends.confirmation_due(
+            earlier.attempted_at, self.confirm_seconds, self.listening_since
         )
 
     def _await_confirmation(self, event_id: str, earlier: sends.Send) -> bool:
         """Wait up to `wait_seconds` for an earlier attempt's Send event; True when there
         is something new to decide (the record changed, or the confirmation window ended)."""
         # Waiting in hand (the heartbeat keeps the message) spends none of its receives.
-        assert earlier.attempted_at is not None
-        window_ends = earlier.attempted_at + timedelta(seconds=self.confirm_seconds)
+        window_ends = self._confirmation_due(earlier)
         deadline = min(window_ends, utcnow() + timedelta(seconds=self.wait_seconds))
         while utcnow() < deadline:
             time.sleep(CONFIRM_POLL_SECONDS)

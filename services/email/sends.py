@@ -130,7 +130,20 @@ def get(engine: Engine, event_id: str) -> Send | None:
     return None if row is None else _send(row)
 
 
-def decide(found: Send, now: datetime, confirm_seconds: float) -> Decision:
+def confirmation_due(
+    attempted_at: datetime, confirm_seconds: float, listening_since: datetime | None = None
+) -> datetime:
+    """When silence about an attempt means SES never took it: `confirm_seconds` after the
+    attempt, or after the Send events began to be read, whichever is later (events that
+    arrived while no consumer was reading them, e.g. across a crash, still wait in the
+    queue)."""
+    start = attempted_at if listening_since is None else max(attempted_at, listening_since)
+    return start + timedelta(seconds=confirm_seconds)
+
+
+def decide(
+    found: Send, now: datetime, confirm_seconds: float, listening_since: datetime | None = None
+) -> Decision:
     """What a consumer does with an event whose record is `found`."""
     if found.status == SENT:
         return Decision.SENT
@@ -140,13 +153,19 @@ def decide(found: Send, now: datetime, confirm_seconds: float) -> Decision:
         return Decision.RECOVERED  # its answer was lost, its Send event came
     if found.status != ATTEMPTED or found.attempted_at is None:
         return Decision.SEND  # refused: nothing went out
-    if now < found.attempted_at + timedelta(seconds=confirm_seconds):
+    if now < confirmation_due(found.attempted_at, confirm_seconds, listening_since):
         return Decision.UNCONFIRMED
     return Decision.SEND  # no Send event came: SES never took it
 
 
 def begin(
-    engine: Engine, event_id: str, order_id: str, *, lease_seconds: float, confirm_seconds: float
+    engine: Engine,
+    event_id: str,
+    order_id: str,
+    *,
+    lease_seconds: float,
+    confirm_seconds: float,
+    listening_since: datetime | None = None,
 ) -> Start:
     """Begin an attempt under a lease, or settle one its Send event confirmed: one write."""
     # Across processes on PostgreSQL, a concurrent first insert of the same event waits for
@@ -167,7 +186,7 @@ def begin(
         if conn.execute(inserted).first() is not None:
             return Start(Decision.SEND, Send(ATTEMPTED, 1, now, until, None), None)
         found = _locked(conn, event_id)
-        decision = decide(found, now, confirm_seconds)
+        decision = decide(found, now, confirm_seconds, listening_since)
         send = found
         if decision is Decision.SEND:
             send = Send(ATTEMPTED, found.attempts + 1, now, until, found.ses_message_id)

@@ -343,3 +343,39 @@ def _send(status: str, *, ago: float = 0.0, lease: float | None = None) -> Send:
 )
 def test_what_a_consumer_does_with_an_events_record(found: Send, decision: Decision) -> None:
     assert sends.decide(found, NOW, confirm_seconds=60) is decision
+
+
+@pytest.mark.parametrize(
+    ("listening_for", "decision"),
+    [(59, Decision.UNCONFIRMED), (61, Decision.SEND)],
+)
+def test_silence_counts_only_while_send_events_are_read(
+    listening_for: float, decision: Decision
+) -> None:
+    """An attempt made before a crash is 120 s old when the restarted service sees it
+    again, but its Send event may still wait in the queue nobody read meanwhile: it is
+    sent again only once the new process has been reading Send events long enough."""
+    found = _send(sends.ATTEMPTED, ago=120)
+    since = NOW - timedelta(seconds=listening_for)
+    assert sends.decide(found, NOW, confirm_seconds=60, listening_since=since) is decision
+
+
+def test_a_restarted_service_waits_for_send_events_it_has_not_read_yet(
+    service: Services, ses: Any
+) -> None:
+    """A crash left an attempt without an answer; by the time the email program is back
+    its confirmation window has passed, but the Send event may be waiting in the queue the
+    new process only now starts to read: it waits for it instead of sending again."""
+    event = order()
+    lost = LostAnswer(ses, reaches_ses=True)
+    with pytest.raises(ReadTimeoutError):
+        service(lost)(event)
+    age_attempt(service(ses), event.event_id, 61)
+    restarted = service(ses, confirm_seconds=60)
+    restarted.companions()  # its Send-events consumer starts with it
+    with pytest.raises(RetryLater) as waiting:
+        restarted(event)
+    assert 55 <= (waiting.value.delay or 0) <= 60
+    restarted.on_send_event(send_event(event.event_id, lost.sent["MessageId"]))
+    assert restarted(event).data["ses_message_id"] == lost.sent["MessageId"]
+    assert sent_count() == 1
