@@ -337,11 +337,22 @@ def cmd_lint_topology(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_iam_policy(args: argparse.Namespace, settings: Settings) -> int:
     """Print the least-privilege IAM policy of the container's role, as JSON."""
+    if args.program is not None and args.program not in iam.program_names():
+        print(
+            f"pubsub iam-policy: no program named {args.program!r}; valid names: "
+            f"{', '.join(iam.program_names())}",
+            file=sys.stderr,
+        )
+        return EXIT_CONFIG
     if args.account:
         arns = Arns(account=args.account, region=settings.aws_region)
     else:
         arns = arns_for(make_clients(settings), settings.aws_region)
-    print(json.dumps(iam.runtime_policy(settings.topology, arns), indent=2))
+    if args.program is None:
+        policy = iam.runtime_policy(settings.topology, arns)
+    else:
+        policy = iam.program_policy(settings.topology, arns, args.program)
+    print(json.dumps(policy, indent=2))
     return EXIT_OK
 
 
@@ -499,6 +510,12 @@ def build_parser() -> argparse.ArgumentParser:
     policy.add_argument(
         "--account",
         help="account id for the ARNs (default: the caller's, from STS GetCallerIdentity)",
+    )
+    policy.add_argument(
+        "--program",
+        metavar="NAME",
+        help="the policy of one program's own role, for one program per container: "
+        f"{', '.join(iam.program_names())} (default: the all-in-one container's shared role)",
     )
     policy.set_defaults(func=cmd_iam_policy)
 
