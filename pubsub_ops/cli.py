@@ -257,6 +257,13 @@ def _publish_direct(
     return EXIT_OK
 
 
+def _positive_int(text: str) -> int:
+    """An argparse type: a whole number of at least 1."""
+    if not text.isascii() or not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a whole number of at least 1")
+    return int(text)
+
+
 def _dlq_queues(args: argparse.Namespace, settings: Settings) -> list[QueueSpec] | None:
     try:
         return dlq.select_queues(settings.topology, args.queue)
@@ -271,24 +278,31 @@ def cmd_dlq_list(args: argparse.Namespace, settings: Settings) -> int:
     if specs is None:
         return EXIT_CONFIG
     sqs = make_clients(settings).sqs
-    found = {spec.dlq_name: dlq.list_dead_letters(sqs, spec) for spec in specs}
+    found = {spec.dlq_name: dlq.list_dead_letters(sqs, spec, args.limit) for spec in specs}
     if args.json:
-        print(json.dumps({name: [d.as_dict() for d in dead] for name, dead in found.items()}))
+        print(
+            json.dumps({name: [d.as_dict() for d in page.letters] for name, page in found.items()})
+        )
         return EXIT_OK
     for spec in specs:
-        dead = found[spec.dlq_name]
-        if not dead:
+        page = found[spec.dlq_name]
+        if not page.letters:
             print(f"{spec.dlq_name}: empty")
             continue
-        print(f"{spec.dlq_name}: {len(dead)} message(s), from {spec.name}")
-        for d in dead:
+        print(f"{spec.dlq_name}: {len(page.letters)} message(s), from {spec.name}")
+        for d in page.letters:
             when = d.dead_lettered_at.strftime("%Y-%m-%d %H:%M:%S") if d.dead_lettered_at else "?"
             about = f"order {d.order_id}" if d.order_id else "no order id"
             received = f", received {d.receive_count}x" if d.receive_count else ""
             print(f"  {when}  {d.event_type or 'unknown type'}  {about}{received}")
             print(f"    reason: {d.reason}")
-    total = sum(len(dead) for dead in found.values())
-    print(f"{total} dead-lettered message(s).", end="")
+        if page.more:
+            print(
+                f"  {len(page.letters)} shown, more in the queue (approximate count "
+                f"{page.approximate_count}): raise --limit to see more"
+            )
+    total = sum(len(page.letters) for page in found.values())
+    print(f"{total} dead-lettered message(s) shown.", end="")
     print(" After a fix, move them back with: pubsub dlq redrive" if total else "")
     return EXIT_OK
 
@@ -323,11 +337,22 @@ def cmd_lint_topology(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_iam_policy(args: argparse.Namespace, settings: Settings) -> int:
     """Print the least-privilege IAM policy of the container's role, as JSON."""
+    if args.program is not None and args.program not in iam.program_names():
+        print(
+            f"pubsub iam-policy: no program named {args.program!r}; valid names: "
+            f"{', '.join(iam.program_names())}",
+            file=sys.stderr,
+        )
+        return EXIT_CONFIG
     if args.account:
         arns = Arns(account=args.account, region=settings.aws_region)
     else:
         arns = arns_for(make_clients(settings), settings.aws_region)
-    print(json.dumps(iam.runtime_policy(settings.topology, arns), indent=2))
+    if args.program is None:
+        policy = iam.runtime_policy(settings.topology, arns)
+    else:
+        policy = iam.program_policy(settings.topology, arns, args.program)
+    print(json.dumps(policy, indent=2))
     return EXIT_OK
 
 
@@ -449,6 +474,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     listing.add_argument("--queue", metavar="NAME", help=queue_help)
     listing.add_argument("--json", action="store_true", help="print JSON (for scripts)")
+    listing.add_argument(
+        "--limit",
+        type=_positive_int,
+        default=dlq.PAGE_SIZE,
+        help="messages to show per DLQ (default: %(default)s); the rest stay unread",
+    )
     listing.set_defaults(func=cmd_dlq_list)
     redrive = dlq_sub.add_parser(
         "redrive",
@@ -479,6 +510,12 @@ def build_parser() -> argparse.ArgumentParser:
     policy.add_argument(
         "--account",
         help="account id for the ARNs (default: the caller's, from STS GetCallerIdentity)",
+    )
+    policy.add_argument(
+        "--program",
+        metavar="NAME",
+        help="the policy of one program's own role, for one program per container: "
+        f"{', '.join(iam.program_names())} (default: the all-in-one container's shared role)",
     )
     policy.set_defaults(func=cmd_iam_policy)
 

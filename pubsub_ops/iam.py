@@ -8,6 +8,14 @@ the one sender, with the stack's configuration set. The web also counts every DL
 Provisioning (`pubsub provision`) is not part of this role: it runs with the operator's
 credentials.
 
+That all-in-one role is the shared container's trade-off: every program holds every
+program's rights. `program_policy` is the policy of one program for the one-program-per-
+container deployment, derived from the registry and the topology as well: the web reads
+queue depths and dead letters and holds no SES right and no right to send to a queue; its
+worker publishes order events and consumes the results; each service consumes its own
+queue, dead-letters to its own DLQ and publishes results, and only the one that reads SES's
+send events sends email.
+
 `allows` is a small evaluator of such a policy (Allow statements, exact or `*` patterns,
 StringEquals/ArnEquals conditions), enough to check that every call the code makes is
 covered; it is not a full IAM engine.
@@ -19,7 +27,8 @@ import fnmatch
 from collections.abc import Mapping
 from typing import Any
 
-from pubsub_supervisor.topology import Arns, Topology
+from pubsub_supervisor import registry
+from pubsub_supervisor.topology import EMAIL_SENDS, Arns, Topology
 
 #: Calls that need no permission (GetCallerIdentity is always allowed).
 UNAUTHORIZED_OPERATIONS = frozenset({("sts", "GetCallerIdentity")})
@@ -46,6 +55,16 @@ DLQ_PAGE_ACTIONS = (
 #: A redrive sends a dead letter back to its source queue.
 REDRIVE_ACTIONS = ("sqs:SendMessage",)
 EMAIL_ACTIONS = ("ses:SendEmail",)
+#: Reading queue depths (the dashboard, /metrics, the relay's backlog).
+DEPTH_ACTIONS = ("sqs:GetQueueAttributes", "sqs:GetQueueUrl")
+#: The DLQ page's read: receive briefly, then hand back (visibility 0).
+DLQ_READ_ACTIONS = ("sqs:ChangeMessageVisibility", "sqs:ReceiveMessage")
+#: The web and its worker, beside the registry's services.
+WEB_PROGRAMS = ("web", "web_worker")
+#: What the web's code can call but its own policy withholds: the DLQ page's redrive
+#: (send to a service's queue, delete from the DLQ) is the operator's action in the
+#: one-program-per-container deployment (`pubsub dlq redrive` with their credentials).
+WITHHELD = {"web": frozenset({"sqs:SendMessage", "sqs:DeleteMessage"})}
 
 
 def iam_action(service: str, operation: str) -> str | None:
@@ -97,6 +116,21 @@ def runtime_policy(topology: Topology, arns: Arns) -> dict[str, Any]:
             "Resource": queues,
         },
     ]
+    statements += _send_email(topology, arns)
+    return {"Version": "2012-10-17", "Statement": statements}
+
+
+def program_names() -> tuple[str, ...]:
+    """Every program `program_policy` knows: the web, its worker, each service's program."""
+    return (*WEB_PROGRAMS, *(spec.program for spec in registry.SERVICES))
+
+
+def _statement(sid: str, actions: tuple[str, ...], resources: list[str]) -> dict[str, Any]:
+    return {"Sid": sid, "Effect": "Allow", "Action": list(actions), "Resource": resources}
+
+
+def _send_email(topology: Topology, arns: Arns) -> list[dict[str, Any]]:
+    statements = []
     for sender in topology.email_identities:
         domain = sender.rpartition("@")[2]
         resources = [arns.email_identity(sender), arns.email_identity(domain)]
@@ -114,6 +148,55 @@ def runtime_policy(topology: Topology, arns: Arns) -> dict[str, Any]:
                 "Condition": {"StringEquals": {"ses:FromAddress": sender}},
             }
         )
+    return statements
+
+
+def program_policy(topology: Topology, arns: Arns, program: str) -> dict[str, Any]:
+    """The policy of one program's own role (one program per container).
+
+    :raise KeyError: no program has that name (the message lists the valid ones).
+    """
+    queues = [arns.queue(q.name) for q in topology.queues]
+    dlqs = [arns.queue(q.dlq_name) for q in topology.queues]
+
+    def own(*consumers: str) -> tuple[list[str], list[str]]:
+        specs = [q for q in topology.queues if q.consumer in consumers]
+        return [arns.queue(q.name) for q in specs], [arns.queue(q.dlq_name) for q in specs]
+
+    statements: list[dict[str, Any]]
+    if program == "web":
+        statements = [
+            _statement(
+                "ReadinessProbe", ("sns:GetTopicAttributes",), [arns.topic(topology.order_topic)]
+            ),
+            _statement("QueueDepths", DEPTH_ACTIONS, sorted(queues + dlqs)),
+            _statement("ReadDeadLetters", DLQ_READ_ACTIONS, sorted(dlqs)),
+        ]
+    elif program == "web_worker":
+        queue, dlq = own("web")
+        statements = [
+            _statement("PublishOrderEvents", ("sns:Publish",), [arns.topic(topology.order_topic)]),
+            _statement("ConsumeResults", CONSUME_ACTIONS, queue),
+            _statement("DeadLetterOwnMessages", DEAD_LETTER_ACTIONS, dlq),
+            # The relay slows down while the queues it feeds are backed up.
+            _statement("QueueBacklog", DEPTH_ACTIONS, sorted(queues)),
+        ]
+    else:
+        spec = next((s for s in registry.SERVICES if s.program == program), None)
+        if spec is None:
+            raise KeyError(
+                f"no program named {program!r}; valid names: {', '.join(program_names())}"
+            )
+        consumers = (spec.queue, EMAIL_SENDS) if spec.ses_send_events else (spec.queue,)
+        queue, dlq = own(*consumers)
+        statements = [
+            _statement("PublishResults", ("sns:Publish",), [arns.topic(topology.results_topic)]),
+            _statement("ConsumeOwnQueues", CONSUME_ACTIONS, queue),
+            _statement("DeadLetterOwnMessages", DEAD_LETTER_ACTIONS, dlq),
+        ]
+        if spec.ses_send_events:
+            # The service that reads SES's send events is the one that sends the email.
+            statements += _send_email(topology, arns)
     return {"Version": "2012-10-17", "Statement": statements}
 
 

@@ -13,6 +13,8 @@ from sqlalchemy import Connection, Engine, Table, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 
+from pubsub_supervisor import files
+
 #: Execution option that makes a SQLite transaction take the write lock at BEGIN.
 _WRITE = "pubsub_write"
 
@@ -43,8 +45,15 @@ def make_engine(url: str) -> Engine:
         # READ COMMITTED (PostgreSQL's default): concurrent writers are kept apart by row
         # locks (SELECT ... FOR UPDATE), unique keys and ON CONFLICT, not by retries.
         return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
-    if parsed.database and parsed.database != ":memory:":
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    if (
+        parsed.database
+        and parsed.database != ":memory:"
+        and not parsed.database.startswith("file:")
+    ):
+        # Created before SQLite opens it: SQLite gives its -wal and -shm files the same mode.
+        database = Path(parsed.database)
+        files.private_dir(database.parent)
+        files.private_file(database)
     engine = create_engine(url, pool_size=16, max_overflow=16)
 
     @event.listens_for(engine, "connect")

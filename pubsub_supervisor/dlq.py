@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Collection, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -26,8 +26,15 @@ DEAD_LETTER_ATTRIBUTES = frozenset(
 )
 #: Shown when SQS moved the message itself (no attribute says why).
 NO_REASON = "no reason recorded: SQS moved it after maxReceiveCount receives"
-#: How long a read keeps messages invisible, so one pass never sees a message twice.
-HOLD_SECONDS = 60
+#: How long a listing keeps messages invisible: long enough for its few receives, short
+#: enough that the next reader and a redrive see them at once (it releases them anyway).
+HOLD_SECONDS = 5
+#: How long a redrive holds what it leaves behind, so one pass does not meet it again.
+REDRIVE_HOLD_SECONDS = 60
+#: Messages a listing shows per DLQ unless told otherwise (the /dlq page, `pubsub dlq list`).
+PAGE_SIZE = 20
+#: Receives a listing may make beyond ceil(limit / 10): SQS may answer with fewer than ten.
+SPARE_RECEIVES = 2
 
 
 @dataclass(frozen=True)
@@ -89,13 +96,27 @@ def select_queues(topology: Topology, name: str | None) -> list[QueueSpec]:
     raise KeyError(f"no queue named {name!r}; valid names: {valid} (or their -dlq)")
 
 
-def _receive(sqs: SQSClient, url: str) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class DeadLetterPage:
+    """At most one page of a DLQ's messages, and whether it holds more."""
+
+    dlq: str
+    letters: list[DeadLetter] = field(default_factory=list)
+    #: True when the DLQ holds messages this page does not show.
+    more: bool = False
+    #: SQS's approximate count of the DLQ's messages (visible and in flight), if read.
+    approximate_count: int | None = None
+
+
+def _receive(
+    sqs: SQSClient, url: str, *, hold: int = REDRIVE_HOLD_SECONDS, most: int = 10
+) -> list[dict[str, Any]]:
     response = sqs.receive_message(
         QueueUrl=url,
-        MaxNumberOfMessages=10,
+        MaxNumberOfMessages=max(1, min(10, most)),
         # A (short) long poll asks every SQS server, so no message is skipped.
         WaitTimeSeconds=1,
-        VisibilityTimeout=HOLD_SECONDS,
+        VisibilityTimeout=hold,
         MessageSystemAttributeNames=["SentTimestamp", "ApproximateReceiveCount"],
         MessageAttributeNames=["All"],
     )
@@ -112,7 +133,7 @@ def _drain_rounds(sqs: SQSClient, url: str) -> Iterator[list[dict[str, Any]]]:
 
 
 def _release(sqs: SQSClient, url: str, messages: list[dict[str, Any]]) -> None:
-    """Make messages visible again at once."""
+    """Make messages visible again at once (a stale receipt handle only fails its entry)."""
     for start in range(0, len(messages), 10):
         chunk = messages[start : start + 10]
         sqs.change_message_visibility_batch(
@@ -168,19 +189,83 @@ def describe(raw: dict[str, Any], spec: QueueSpec) -> DeadLetter:
     )
 
 
-def list_dead_letters(sqs: SQSClient, spec: QueueSpec) -> list[DeadLetter]:
-    """Every message in the queue's DLQ; they stay there (made visible again after)."""
+def _approximate_count(sqs: SQSClient, url: str) -> int:
+    attrs = sqs.get_queue_attributes(
+        QueueUrl=url,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
+    return int(attrs.get("ApproximateNumberOfMessages", "0")) + int(
+        attrs.get("ApproximateNumberOfMessagesNotVisible", "0")
+    )
+
+
+def list_dead_letters(sqs: SQSClient, spec: QueueSpec, limit: int = PAGE_SIZE) -> DeadLetterPage:
+    """Up to `limit` messages of the queue's DLQ, each once; they stay there.
+
+    A bounded read: at most ceil((limit + 1) / 10) + SPARE_RECEIVES receives of a 1 s
+    wait, each message held HOLD_SECONDS and released (visible again) before returning,
+    so the next reader and a redrive see them at once. One message more than the page is
+    asked for, to know for sure whether there are more; SQS's approximate count says
+    how many.
+    """
+    if limit < 1:
+        raise ValueError(f"limit {limit}: show at least one message per dead-letter queue")
     url = sqs.get_queue_url(QueueName=spec.dlq_name)["QueueUrl"]
-    seen: list[dict[str, Any]] = []
+    wanted = limit + 1
+    unique: dict[str, dict[str, Any]] = {}
+    held: list[dict[str, Any]] = []
+    emptied = False
     try:
-        for batch in _drain_rounds(sqs, url):
-            seen.extend(batch)
+        for _ in range(-(-wanted // 10) + SPARE_RECEIVES):
+            batch = _receive(sqs, url, hold=HOLD_SECONDS, most=wanted - len(unique))
+            held.extend(batch)
+            if not batch:
+                emptied = True
+                break
+            for raw in batch:
+                # A message can come back within one read (its hold ran out): list it once.
+                unique.setdefault(raw["MessageId"], raw)
+            if len(unique) >= wanted:
+                break
     finally:
-        _release(sqs, url, seen)
-    return sorted(
-        (describe(raw, spec) for raw in seen),
+        _release(sqs, url, held)
+    count = _approximate_count(sqs, url)
+    letters = sorted(
+        (describe(raw, spec) for raw in unique.values()),
         key=lambda d: d.dead_lettered_at or datetime.min.replace(tzinfo=UTC),
     )
+    shown = letters[:limit]
+    more = len(letters) > limit or (not emptied and count > len(shown))
+    return DeadLetterPage(
+        dlq=spec.dlq_name, letters=shown, more=more, approximate_count=max(count, len(letters))
+    )
+
+
+def _move(
+    sqs: SQSClient, dlq_url: str, source_url: str, todo: list[dict[str, Any]]
+) -> tuple[int, int]:
+    """Send up to ten dead letters to their queue, then delete them: (moved, failed)."""
+    sent = sqs.send_message_batch(
+        QueueUrl=source_url,
+        Entries=[
+            {"Id": str(i), "MessageBody": m["Body"], "MessageAttributes": _original_attributes(m)}
+            for i, m in enumerate(todo)
+        ],
+    )
+    ok = {entry["Id"] for entry in sent.get("Successful", [])}
+    failed = len(todo) - len(ok)
+    # What could not be sent stays in the DLQ (visible again after REDRIVE_HOLD_SECONDS).
+    done = [m for i, m in enumerate(todo) if str(i) in ok]
+    if not done:
+        return 0, failed
+    deleted = sqs.delete_message_batch(
+        QueueUrl=dlq_url,
+        Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done)],
+    )
+    # Sent but not deleted: a copy stays behind, so say so (the consumer would see it
+    # once more, harmlessly).
+    stuck = len(deleted.get("Failed", []))
+    return len(done) - stuck, failed + stuck
 
 
 def redrive(
@@ -197,57 +282,47 @@ def redrive(
     still fails comes straight back, and would otherwise be moved round forever.
     Each message is sent before it is deleted: an interruption may leave a copy in both
     queues, which the idempotent consumers absorb; it never loses one.
-    With `message_ids`, only those messages move; the others stay in the DLQ.
+    With `message_ids`, only those messages move; the others stay in the DLQ, and the pass
+    ends once it has met them all. Each receive takes at most ten messages, each met once.
     """
     dlq_url = sqs.get_queue_url(QueueName=spec.dlq_name)["QueueUrl"]
     source_url = sqs.get_queue_url(QueueName=spec.name)["QueueUrl"]
     began = now_ms()
     moved = failed = 0
-    skipped: list[dict[str, Any]] = []
-    unchosen: list[dict[str, Any]] = []
+    wanted = set(message_ids) if message_ids is not None else None
+    seen: set[str] = set()
+    #: What this pass leaves in the DLQ, by message id (the latest receipt handle).
+    kept: dict[str, dict[str, Any]] = {}
+    skipped = 0
     try:
         for batch in _drain_rounds(sqs, dlq_url):
-            fresh = [m for m in batch if int(m["Attributes"].get("SentTimestamp", "0")) > began]
-            skipped.extend(fresh)
-            chosen = [m for m in batch if message_ids is None or m["MessageId"] in message_ids]
-            unchosen.extend(m for m in batch if m not in chosen and m not in fresh)
-            todo = [m for m in chosen if m not in fresh]
-            if not todo:
-                continue
-            sent = sqs.send_message_batch(
-                QueueUrl=source_url,
-                Entries=[
-                    {
-                        "Id": str(i),
-                        "MessageBody": m["Body"],
-                        "MessageAttributes": _original_attributes(m),
-                    }
-                    for i, m in enumerate(todo)
-                ],
-            )
-            ok = {entry["Id"] for entry in sent.get("Successful", [])}
-            failed += len(todo) - len(ok)
-            # What could not be sent stays in the DLQ (visible again after HOLD_SECONDS).
-            done = [m for i, m in enumerate(todo) if str(i) in ok]
-            if done:
-                deleted = sqs.delete_message_batch(
-                    QueueUrl=dlq_url,
-                    Entries=[
-                        {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
-                        for i, m in enumerate(done)
-                    ],
-                )
-                # Sent but not deleted: a copy stays behind, so say so (the consumer
-                # would see it once more, harmlessly).
-                stuck = len(deleted.get("Failed", []))
-                moved += len(done) - stuck
-                failed += stuck
+            new = [m for m in batch if m["MessageId"] not in seen]
+            for m in batch:
+                if m["MessageId"] in kept:
+                    kept[m["MessageId"]] = m
+            if not new:
+                # Only messages this pass already met (their hold ran out): it has been
+                # through the whole queue.
+                break
+            seen.update(m["MessageId"] for m in new)
+            fresh = [m for m in new if int(m["Attributes"].get("SentTimestamp", "0")) > began]
+            skipped += len(fresh)
+            todo = [
+                m for m in new if m not in fresh and (wanted is None or m["MessageId"] in wanted)
+            ]
+            kept.update((m["MessageId"], m) for m in new if m not in todo)
+            if todo:
+                outcome = _move(sqs, dlq_url, source_url, todo)
+                moved += outcome[0]
+                failed += outcome[1]
+            if wanted is not None and wanted <= seen:
+                break
     finally:
-        _release(sqs, dlq_url, skipped + unchosen)
+        _release(sqs, dlq_url, list(kept.values()))
     return RedriveResult(
         dlq=spec.dlq_name,
         source_queue=spec.name,
         moved=moved,
         failed=failed,
-        skipped=len(skipped),
+        skipped=skipped,
     )

@@ -36,8 +36,8 @@ log = logging.getLogger(__name__)
 bp = Blueprint("pages", __name__)
 
 PAGE_SIZE = 25
-#: Messages shown per dead-letter queue.
-DLQ_PAGE = 20
+#: Messages shown per dead-letter queue (a bounded read: see dlq.list_dead_letters).
+DLQ_PAGE = dlq.PAGE_SIZE
 
 
 @bp.app_template_filter("money")
@@ -191,28 +191,37 @@ def dead_letters() -> str:
     Every DLQ is read, not only those a queue depth calls non-empty: SQS's counts are
     approximate (and cached here for a second), and a page that says "Empty." over a
     message an operator is looking for is worse than one that takes a long poll to
-    load. The queues are read side by side, so the page costs one poll, not four.
+    load. The queues are read side by side, so the page costs one poll, not four. Each
+    read is bounded (DLQ_PAGE messages, a few receives) and releases what it saw.
     """
     dashboard = get_context().dashboard
     specs = list(get_context().settings.topology.queues)
 
-    def read(spec: QueueSpec) -> tuple[list[dlq.DeadLetter], Exception | None]:
+    def read(spec: QueueSpec) -> tuple[dlq.DeadLetterPage, Exception | None]:
         try:
-            return dlq.list_dead_letters(dashboard.reader.sqs, spec), None
+            return dlq.list_dead_letters(dashboard.reader.sqs, spec, DLQ_PAGE), None
         except Exception as failure:
-            return [], failure
+            return dlq.DeadLetterPage(dlq=spec.dlq_name), failure
 
     with ThreadPoolExecutor(max_workers=len(specs) or 1) as pool:
         results = list(pool.map(read, specs))
     queues = []
-    for spec, (letters, failure) in zip(specs, results, strict=True):
+    for spec, (page, failure) in zip(specs, results, strict=True):
         error = None
         if failure is not None:
             # Here, not in the pool's threads: the log line and the text need the request.
             log.warning("could not read %s", spec.dlq_name, exc_info=failure)
             error = _aws_failure(failure)
         queues.append(
-            {"spec": spec, "letters": letters[:DLQ_PAGE], "total": len(letters), "error": error}
+            {
+                "spec": spec,
+                "letters": page.letters,
+                "more": page.more,
+                "total": page.approximate_count
+                if page.approximate_count is not None
+                else len(page.letters),
+                "error": error,
+            }
         )
     return render_template("dlq.html", queues=queues)
 

@@ -13,6 +13,7 @@ from flask.sessions import SecureCookieSessionInterface
 from flask_wtf.csrf import CSRFProtect
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from pubsub_supervisor import files
 from pubsub_supervisor.settings import Settings
 
 csrf = CSRFProtect()
@@ -63,9 +64,10 @@ def secret_key(settings: Settings) -> str:
         return settings.web_secret_key.get_secret_value()
     path = Path(settings.data_dir) / KEY_FILENAME
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
+        files.private_dir(path.parent)
         # Several gunicorn workers may start at once: write aside, then link into place;
-        # the first link wins and every worker reads the same key.
+        # the first link wins and every worker reads the same key. mkstemp makes the
+        # scratch file 0600, and the link is the same file.
         fd, scratch = tempfile.mkstemp(dir=path.parent, prefix=".secret-")
         try:
             with os.fdopen(fd, "w") as fh:
@@ -74,6 +76,8 @@ def secret_key(settings: Settings) -> str:
                 os.link(scratch, path)
         finally:
             os.unlink(scratch)
+    # A key file from elsewhere (copied in, an older release) is tightened too.
+    files.private_file(path)
     return path.read_text().strip()
 
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Security checks: no secret in the repository, and the locked dependencies audited.
-# (The unit tier also covers the topology lint, the IAM policy and a short web fuzz; `make
-# test` runs tests/integration/test_trust_web.py.)
+# (The unit tier also covers the topology lint, the IAM policies (shared and per program)
+# and a short web fuzz; `make test` runs the security tier of the integration tests:
+# tests/integration/test_trust_web.py, test_security.py and test_security_tier.py.)
 set -Eeuo pipefail
 cd "$(dirname "$0")/../.."
 make venv

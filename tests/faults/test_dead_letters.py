@@ -45,7 +45,10 @@ def pubsub(fs: FaultStack, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def dead_letters(fs: FaultStack, consumer: str) -> list[dlq.DeadLetter]:
-    return dlq.list_dead_letters(fs.clients.sqs, fs.settings.topology.queue_for(consumer))
+    # A page larger than any of these tests' DLQs: each sees every message.
+    page = dlq.list_dead_letters(fs.clients.sqs, fs.settings.topology.queue_for(consumer), 500)
+    assert not page.more
+    return page.letters
 
 
 def wait_dead_letters(fs: FaultStack, consumer: str, count: int) -> list[dlq.DeadLetter]:

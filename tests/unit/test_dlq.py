@@ -85,7 +85,7 @@ def test_list_shows_reason_order_and_leaves_messages_in_place(
 ) -> None:
     dead_letter(sqs, email_queue, ORDER_BODY, "failed 5 times: MessageRejected: not verified")
     dead_letter(sqs, email_queue, "{broken", None)
-    found = dlq.list_dead_letters(sqs, email_queue)
+    found = dlq.list_dead_letters(sqs, email_queue).letters
     by_reason = {d.reason: d for d in found}
     assert set(by_reason) == {"failed 5 times: MessageRejected: not verified", dlq.NO_REASON}
     first = by_reason["failed 5 times: MessageRejected: not verified"]
@@ -157,7 +157,7 @@ def test_redrive_of_chosen_messages_leaves_the_others(
 ) -> None:
     for n in range(3):
         dead_letter(sqs, email_queue, json.dumps({"n": n}), f"failed: {n}")
-    listed = {json.loads(d.body)["n"]: d for d in dlq.list_dead_letters(sqs, email_queue)}
+    listed = {json.loads(d.body)["n"]: d for d in dlq.list_dead_letters(sqs, email_queue).letters}
 
     result = dlq.redrive(sqs, email_queue, message_ids={listed[1].message_id})
 
@@ -165,3 +165,100 @@ def test_redrive_of_chosen_messages_leaves_the_others(
     assert [json.loads(m["Body"]) for m in visible(sqs, email_queue.name)] == [{"n": 1}]
     left = sorted(json.loads(m["Body"])["n"] for m in visible(sqs, email_queue.dlq_name))
     assert left == [0, 2]
+
+
+def fill(sqs: SQSClient, spec: QueueSpec, count: int) -> None:
+    """Put `count` dead letters in the queue's DLQ, ten per call."""
+    for start in range(0, count, 10):
+        sqs.send_message_batch(
+            QueueUrl=url(sqs, spec.dlq_name),
+            Entries=[
+                {"Id": str(n), "MessageBody": json.dumps({"n": n})}
+                for n in range(start, min(start + 10, count))
+            ],
+        )
+
+
+class Counting:
+    """Counts the SQS calls a read makes (the client is moto's, untouched otherwise)."""
+
+    def __init__(self, sqs: SQSClient) -> None:
+        self.calls: list[str] = []
+        sqs.meta.events.register("before-call.sqs", self._count)
+
+    def _count(self, model: Any, **_: Any) -> None:
+        self.calls.append(model.name)
+
+
+def test_a_listing_reads_one_page_in_bounded_calls_and_releases_it(
+    sqs: SQSClient, email_queue: QueueSpec
+) -> None:
+    fill(sqs, email_queue, 200)
+    counting = Counting(sqs)
+
+    page = dlq.list_dead_letters(sqs, email_queue, limit=20)
+
+    assert len(page.letters) == 20
+    assert len({d.message_id for d in page.letters}) == 20
+    assert page.more
+    assert page.approximate_count == 200
+    receives = counting.calls.count("ReceiveMessage")
+    assert receives <= 3 + dlq.SPARE_RECEIVES
+    assert len(counting.calls) <= receives + 6
+    # Released at once: every message is visible again, for the next reader and a redrive.
+    attrs = sqs.get_queue_attributes(
+        QueueUrl=url(sqs, email_queue.dlq_name),
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
+    assert (
+        attrs["ApproximateNumberOfMessages"],
+        attrs["ApproximateNumberOfMessagesNotVisible"],
+    ) == (
+        "200",
+        "0",
+    )
+
+
+def test_a_listing_of_a_small_dlq_shows_all_and_no_more(
+    sqs: SQSClient, email_queue: QueueSpec
+) -> None:
+    fill(sqs, email_queue, 20)
+    page = dlq.list_dead_letters(sqs, email_queue, limit=20)
+    assert sorted(json.loads(d.body)["n"] for d in page.letters) == list(range(20))
+    assert not page.more
+    assert dlq.list_dead_letters(sqs, email_queue, limit=5).more
+
+
+def test_a_listing_lists_a_message_once_even_if_it_comes_back(
+    sqs: SQSClient, email_queue: QueueSpec, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fill(sqs, email_queue, 3)
+    # No hold at all: every receive meets the same three messages again.
+    monkeypatch.setattr(dlq, "HOLD_SECONDS", 0)
+    counting = Counting(sqs)
+    page = dlq.list_dead_letters(sqs, email_queue, limit=20)
+    assert sorted(json.loads(d.body)["n"] for d in page.letters) == [0, 1, 2]
+    assert counting.calls.count("ReceiveMessage") <= 3 + dlq.SPARE_RECEIVES
+
+
+def test_redrive_of_all_moves_a_large_dlq_and_of_one_finds_it(
+    sqs: SQSClient, email_queue: QueueSpec
+) -> None:
+    fill(sqs, email_queue, 200)
+    [first] = dlq.list_dead_letters(sqs, email_queue, limit=1).letters
+    assert dlq.redrive(sqs, email_queue, message_ids={first.message_id}).moved == 1
+    result = dlq.redrive(sqs, email_queue)
+    assert (result.moved, result.failed, result.skipped) == (199, 0, 0)
+    assert visible(sqs, email_queue.dlq_name) == []
+
+
+def test_cli_list_says_when_there_are_more(
+    sqs: SQSClient, email_queue: QueueSpec, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fill(sqs, email_queue, 30)
+    assert cli.main(["dlq", "list", "--queue", "email", "--limit", "5"]) == cli.EXIT_OK
+    out = capsys.readouterr().out
+    assert "t-email-dlq: 5 message(s), from t-email" in out
+    assert "5 shown, more in the queue (approximate count 30)" in out
+    with pytest.raises(SystemExit):
+        cli.main(["dlq", "list", "--limit", "0"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import configparser
 import json
 import re
 from pathlib import Path
@@ -47,9 +48,15 @@ def module_file(module: str) -> Path | None:
 
 def runtime_sources() -> list[Path]:
     """Every project file the container's programs import (operator tools are not in it)."""
+    modules = program_entry_modules()
+    assert modules, "no program found in supervisord.conf"
+    return sources_of(modules)
+
+
+def sources_of(entries: set[str], unfollowed: frozenset[str] = frozenset()) -> list[Path]:
+    """Every project file the `entries` modules import, not following `unfollowed`'s imports."""
     seen: set[Path] = set()
-    queue = [m for m in program_entry_modules() if m.split(".")[0] in PACKAGES]
-    assert queue, "no program found in supervisord.conf"
+    queue = [m for m in entries if m.split(".")[0] in PACKAGES]
     while queue:
         module = queue.pop()
         parts = module.split(".")
@@ -59,6 +66,8 @@ def runtime_sources() -> list[Path]:
         if path is None or path in seen:
             continue
         seen.add(path)
+        if module in unfollowed:
+            continue
         if path.name == "__init__.py" and (path.parent / "__main__.py").exists():
             queue.append(f"{module}.__main__")
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
@@ -88,13 +97,13 @@ def calls_in(path: Path) -> set[tuple[str, str]]:
     return found
 
 
-def actions_called_by_the_code() -> set[str]:
-    """The IAM actions of every AWS operation the runtime code calls."""
+def actions_called_by_the_code(files: list[Path] | None = None) -> set[str]:
+    """The IAM actions of every AWS operation the runtime code (or `files`) calls."""
     actions: set[str] = set()
     for service in SERVICES:
         model = botocore.session.get_session().get_service_model(service)
         mapping = {xform_name(op): op for op in model.operation_names}
-        for path in runtime_callers():
+        for path in runtime_callers() if files is None else files:
             for called_service, method in calls_in(path):
                 if called_service != service:
                     continue
@@ -103,6 +112,26 @@ def actions_called_by_the_code() -> set[str]:
                 if action is not None:
                     actions.add(action)
     return actions
+
+
+def program_sources(program: str) -> list[Path]:
+    """The files one program imports, from its supervisord command and its registry entry."""
+    conf = configparser.RawConfigParser(strict=False)
+    conf.read(ROOT / "supervisord.conf")
+    command = conf.get(f"program:{program}", "command")
+    entries = set(re.findall(r"-m ([\w.]+)", command))
+    entries |= set(re.findall(r'"([\w.]+):\w+\(\)"', command))
+    unfollowed: frozenset[str] = frozenset()
+    if program == "web_worker":
+        # The worker applies the services' projections; importing web.worker runs the
+        # package's __init__, which defines the Flask app the worker never creates.
+        entries |= {s.projection.partition(":")[0] for s in registry.SERVICES if s.projection}
+        unfollowed = frozenset({"web"})
+    for spec in registry.SERVICES:
+        if spec.program == program:
+            entries.add(spec.handler.partition(":")[0])
+    assert entries, f"no command for {program} in supervisord.conf"
+    return [p for p in sources_of(entries, unfollowed) if str(p.relative_to(ROOT)) != PROVISIONING]
 
 
 @pytest.fixture
@@ -230,3 +259,97 @@ def test_cli_prints_the_policy(
         Settings(_env_file=None, aws_region="eu-west-1").topology,  # type: ignore[call-arg]
         ARNS,
     )
+
+
+@pytest.mark.parametrize("program", iam.program_names())
+def test_each_programs_policy_allows_exactly_what_its_code_calls(
+    program: str, settings: Settings
+) -> None:
+    policy = iam.program_policy(settings.topology, ARNS, program)
+    called = actions_called_by_the_code(program_sources(program))
+    assert called, program
+    withheld = iam.WITHHELD.get(program, frozenset())
+    assert withheld <= called, "withholds something its code does not call"
+    assert policy_actions(policy) == called - withheld
+
+
+def test_program_names_come_from_the_registry() -> None:
+    assert iam.program_names() == (
+        "web",
+        "web_worker",
+        *(spec.program for spec in registry.SERVICES),
+    )
+    conf = configparser.RawConfigParser(strict=False)
+    conf.read(ROOT / "supervisord.conf")
+    programs = {s.removeprefix("program:") for s in conf.sections() if s.startswith("program:")}
+    assert set(iam.program_names()) <= programs
+
+
+def test_the_web_has_no_ses_and_sends_to_no_queue(settings: Settings) -> None:
+    topology = settings.topology
+    policy = iam.program_policy(topology, ARNS, "web")
+    assert not [a for a in policy_actions(policy) if a.startswith("ses:")]
+    for queue in topology.queues:
+        for name in (queue.name, queue.dlq_name):
+            assert not iam.allows(policy, "sqs:SendMessage", ARNS.queue(name))
+            assert not iam.allows(policy, "sqs:DeleteMessage", ARNS.queue(name))
+        # It reads dead letters (the DLQ page) and every queue's depth (the dashboard).
+        assert iam.allows(policy, "sqs:ReceiveMessage", ARNS.queue(queue.dlq_name))
+        assert not iam.allows(policy, "sqs:ReceiveMessage", ARNS.queue(queue.name))
+        assert iam.allows(policy, "sqs:GetQueueAttributes", ARNS.queue(queue.name))
+    assert not iam.allows(policy, "sns:Publish", ARNS.topic(topology.order_topic))
+
+
+def test_the_worker_publishes_orders_and_consumes_results(settings: Settings) -> None:
+    topology = settings.topology
+    policy = iam.program_policy(topology, ARNS, "web_worker")
+    web = topology.queue_for("web")
+    assert iam.allows(policy, "sns:Publish", ARNS.topic(topology.order_topic))
+    assert not iam.allows(policy, "sns:Publish", ARNS.topic(topology.results_topic))
+    assert iam.allows(policy, "sqs:DeleteMessage", ARNS.queue(web.name))
+    assert iam.allows(policy, "sqs:SendMessage", ARNS.queue(web.dlq_name))
+    email = topology.queue_for("email")
+    assert not iam.allows(policy, "sqs:SendMessage", ARNS.queue(email.name))
+    assert not iam.allows(policy, "sqs:ReceiveMessage", ARNS.queue(email.name))
+    assert not [a for a in policy_actions(policy) if a.startswith("ses:")]
+
+
+def test_each_service_touches_only_its_own_queues_and_only_email_sends_mail(
+    settings: Settings,
+) -> None:
+    topology = settings.topology
+    sender = {"ses:FromAddress": settings.email_sender}
+    identity = ARNS.email_identity(settings.email_sender)
+    for spec in registry.SERVICES:
+        policy = iam.program_policy(topology, ARNS, spec.program)
+        assert iam.allows(policy, "sns:Publish", ARNS.topic(topology.results_topic))
+        assert not iam.allows(policy, "sns:Publish", ARNS.topic(topology.order_topic))
+        for queue in topology.queues:
+            mine = queue.consumer == spec.queue or (
+                spec.ses_send_events and queue.consumer == "email-sends"
+            )
+            assert iam.allows(policy, "sqs:ReceiveMessage", ARNS.queue(queue.name)) == mine
+            assert iam.allows(policy, "sqs:SendMessage", ARNS.queue(queue.dlq_name)) == mine
+            assert not iam.allows(policy, "sqs:SendMessage", ARNS.queue(queue.name))
+        assert iam.allows(policy, "ses:SendEmail", identity, sender) == spec.ses_send_events
+    assert [s.name for s in registry.SERVICES if s.ses_send_events] == ["email"]
+
+
+def test_cli_prints_one_programs_policy_and_refuses_unknown_names(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ENV_FILE", "")
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")
+    args = ["iam-policy", "--account", "123456789012", "--program"]
+    assert cli.main([*args, "inventory_service"]) == cli.EXIT_OK
+    printed = json.loads(capsys.readouterr().out)
+    assert printed == iam.program_policy(
+        Settings(_env_file=None, aws_region="eu-west-1").topology,  # type: ignore[call-arg]
+        ARNS,
+        "inventory_service",
+    )
+    assert cli.main([*args, "nope"]) == cli.EXIT_CONFIG
+    err = capsys.readouterr().err
+    assert "no program named 'nope'; valid names: web, web_worker, email_service" in err
+    with pytest.raises(KeyError, match="valid names"):
+        iam.program_policy(Settings(_env_file=None).topology, ARNS, "nope")  # type: ignore[call-arg]

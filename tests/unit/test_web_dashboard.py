@@ -18,6 +18,7 @@ from pubsub_supervisor.provision import provision
 from pubsub_supervisor.settings import Settings
 from tests.unit.conftest import as_operator
 from web import create_app
+from web.pages import DLQ_PAGE
 
 ORDER = {"customer_email": "ada@example.com", "items": [{"sku": "KB-001", "quantity": 2}]}
 
@@ -152,3 +153,20 @@ def test_redrive_refuses_other_queues_and_missing_tokens(client: FlaskClient) ->
     )
     assert refused.status_code == 400
     assert client.post("/dlq/redrive", data={"dlq": "pubsub-email-dlq"}).status_code == 400
+
+
+def test_dlq_page_shows_one_page_and_says_there_are_more(sqs: Any, client: FlaskClient) -> None:
+    for start in range(0, 50, 10):
+        sqs.send_message_batch(
+            QueueUrl=url(sqs, "pubsub-email-dlq"),
+            Entries=[
+                {"Id": str(n), "MessageBody": f'{{"n": {n}}}'} for n in range(start, start + 10)
+            ],
+        )
+    first = client.get("/dlq").text
+    shown = set(re.findall(r'data-message-id="([^"]+)"', first))
+    assert len(shown) == DLQ_PAGE
+    assert f"{DLQ_PAGE} shown, more in the queue (approximate count 50)" in first
+    # Released after the read: the next reader sees a full page again.
+    again = set(re.findall(r'data-message-id="([^"]+)"', client.get("/dlq").text))
+    assert len(again) == DLQ_PAGE
