@@ -53,3 +53,10 @@ Id = Annotated[StrictStr, Field(min_length=1, max_length=MAX_ID, pattern=r"^[A-Z
 Sku = Annotated[StrictStr, Field(min_length=1, max_length=MAX_SKU)]
 Quantity = Annotated[StrictInt, Field(ge=1, le=QUANTITY_CEILING)]
 SesAddress = Annotated[StrictStr, AfterValidator(ses_address)]
+
+#: Most SKUs the analytics summary reports (the best sellers by units).
+SUMMARY_SKUS = 20
+#: How many recent minutes the analytics summary reports.
+SUMMARY_MINUTES = 60
+#: Largest count or amount a result may report (a 64-bit integer).
+MAX_COUNT = 2**63 - 1

@@ -65,8 +65,16 @@ def _store_metadata(store_name: str) -> MetaData:
     tables = {
         "web": list(schema.metadata.tables.values()),
         "email": [sends.email_sends],
-        "inventory": [*inventory.metadata.tables.values(), idempotency.processed_events],
-        "analytics": [*analytics.metadata.tables.values(), idempotency.processed_events],
+        "inventory": [
+            *inventory.metadata.tables.values(),
+            idempotency.processed_events,
+            idempotency.processed_orders,
+        ],
+        "analytics": [
+            *analytics.metadata.tables.values(),
+            idempotency.processed_events,
+            idempotency.processed_orders,
+        ],
     }[store_name]
     for each in tables:
         each.to_metadata(metadata)
