@@ -21,13 +21,13 @@ from pydantic import (
     TypeAdapter,
     ValidationError,
 )
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, func, select
 
 from pubsub_supervisor import db, registry
 from pubsub_supervisor.bounds import MAX_COUNT, MAX_LINES, SUMMARY_MINUTES, SUMMARY_SKUS, Sku
 from pubsub_supervisor.errors import PoisonMessage
 from pubsub_supervisor.events import ServiceResult, utcnow
-from web.schema import analytics_snapshot, order_items, product_stock
+from web.schema import analytics_snapshot, order_items, orders, product_stock
 
 Projection = Callable[[Connection, ServiceResult], None]
 
@@ -119,6 +119,12 @@ def analytics_summary(conn: Connection, result: ServiceResult) -> None:
         summary = Summary.model_validate(result.data["summary"], strict=True)
     except ValidationError as error:
         raise _invalid(result, "summary", error) from None
+    placed = conn.execute(select(func.max(orders.c.seq))).scalar_one() or 0
+    if summary.orders > placed:
+        # A summary past every order would hold back every true one after it.
+        raise PoisonMessage(
+            f"invalid {result.service} summary: {summary.orders} orders, the web has {placed}"
+        )
     values = {
         "orders": summary.orders,
         "data": summary.model_dump_json(),

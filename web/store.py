@@ -208,23 +208,23 @@ def apply_result(engine: Engine, result: ServiceResult) -> bool:
 
     A state never moves backwards: `processed` and `rejected` are final, `failed` gives way
     only to a later result (a redrive's), and `pending` is where every order starts, so a
-    result saying it changes nothing. What a result carries beyond its status is projected
-    only when the status was taken.
+    result saying it changes nothing.
     """
     if result.status == "pending":
         return order_exists(engine, result.order_id)
     with db.write(engine) as conn:
         if conn.execute(select(orders.c.id).where(orders.c.id == result.order_id)).first() is None:
             return False
-        taken = conn.execute(
+        conn.execute(
             update(order_services)
             .where(order_services.c.order_id == result.order_id)
             .where(order_services.c.service == result.service)
             .where(order_services.c.status.not_in(_FINAL))
             .values(status=result.status, reason=result.reason, updated_at=utcnow())
         )
-        if taken.rowcount:
-            _apply_projections(conn, result)
+        # Whatever the status did: the data is checked (poison when malformed) and each
+        # projection keeps only what moves forward (stock down, the newest summary).
+        _apply_projections(conn, result)
     return True
 
 
