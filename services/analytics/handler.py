@@ -1,4 +1,4 @@
-"""Keep running aggregates (orders, revenue, units per SKU, orders per minute), once per event."""
+"""Keep running aggregates (orders, revenue, units per SKU, orders per minute), once per order."""
 
 from __future__ import annotations
 

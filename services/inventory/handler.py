@@ -1,4 +1,4 @@
-"""Reserve an order's stock in the inventory store, all or nothing, once per event."""
+"""Reserve an order's stock in the inventory store, all or nothing, once per order."""
 
 from __future__ import annotations
 
