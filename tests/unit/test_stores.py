@@ -415,3 +415,41 @@ def test_pubsub_migrate_reports_what_it_changed(database_url: str) -> None:
     again = run("web")
     assert again.stdout == "web: up to date\n"
     assert run("nope").returncode == 2
+
+
+def test_orders_handled_before_once_per_order_keep_their_first_outcome(
+    engines: dict[str, Engine],
+) -> None:
+    """inventory0002 and analytics0002 record each order's earliest finished event."""
+    for name in ("inventory", "analytics"):
+        engine = engines[name]
+        migrate(engine, name, to=f"{name}0001")
+        now = utcnow()
+        records = [  # event id, order id, status, seconds after now
+            ("first", "o-1", "rejected", 0),
+            ("replayed", "o-1", "processed", 5),
+            ("only", "o-2", "processed", 1),
+            ("claimed", "o-3", "in_progress", 2),
+        ]
+        with db.write(engine) as conn:
+            conn.execute(
+                insert(idempotency.processed_events),
+                [
+                    {"event_id": e, "order_id": o, "status": s, "data": "{}"}
+                    | {"processed_at": now + timedelta(seconds=t)}
+                    for e, o, s, t in records
+                ],
+            )
+        assert migrate(engine, name) == f"{name}0001"
+        with engine.connect() as conn:
+            rows = conn.execute(
+                select(
+                    idempotency.processed_orders.c.order_id,
+                    idempotency.processed_orders.c.event_id,
+                    idempotency.processed_orders.c.status,
+                )
+            ).all()
+        assert sorted(tuple(r) for r in rows) == [
+            ("o-1", "first", "rejected"),
+            ("o-2", "only", "processed"),
+        ]
