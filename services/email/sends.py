@@ -46,6 +46,7 @@ from sqlalchemy import (
     Text,
     func,
     select,
+    text,
     update,
 )
 
@@ -208,8 +209,11 @@ def begin(
 
 def _other_event(conn: Connection, event_id: str, order_id: str) -> Send | None:
     """The order's record under another event id, when this event has none of its own."""
-    # On SQLite the write lock makes this check and the insert one step; on PostgreSQL two
-    # events of one order arriving at the same instant could both pass it.
+    # On SQLite the write lock taken at BEGIN IMMEDIATE makes this check and the insert one
+    # step; on PostgreSQL a lock on the order (until the transaction ends) does, so that two
+    # events of one order arriving at once are decided one after the other.
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": order_id})
     own = select(email_sends.c.event_id).where(email_sends.c.event_id == event_id)
     if conn.execute(own).first() is not None:
         return None

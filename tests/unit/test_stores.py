@@ -256,6 +256,22 @@ def test_email_sends_across_processes_begin_each_attempt_once(
         )
 
 
+def test_an_order_replayed_under_new_event_ids_in_several_processes_is_sent_once(
+    pool: ProcessPoolExecutor, database_url: str, engines: dict[str, Engine]
+) -> None:
+    engine = engines["email"]
+    migrate(engine, "email")
+    orders = [new_id() for _ in range(20)]
+    # Each process gets every order under event ids of its own.
+    calls = [
+        (database_url, [(f"{order_id[:20]}-{p}", order_id) for order_id in orders])
+        for p in range(PROCESSES)
+    ]
+    got = in_processes(pool, store_workers.begin_order_sends, *calls)
+    sent = Counter(e.rsplit("-", 1)[0] for per_process in got for e in per_process)
+    assert sent == Counter(order_id[:20] for order_id in orders)
+
+
 def test_a_dead_senders_attempt_is_taken_over_by_one_consumer(
     pool: ProcessPoolExecutor, database_url: str, engines: dict[str, Engine]
 ) -> None:
