@@ -32,7 +32,7 @@ from pubsub_supervisor.events import (
 from pubsub_supervisor.migrate import current, migrate
 from pubsub_supervisor.provision import provision
 from pubsub_supervisor.queues import QueueReader
-from pubsub_supervisor.settings import STORE_NAMES, Settings
+from pubsub_supervisor.settings import SERVICE_NAMES, STORE_NAMES, Settings
 from pubsub_supervisor.topology import Arns, QueueSpec
 
 #: Exit codes, named so scripts can tell failures apart.
@@ -51,7 +51,11 @@ Command = Callable[[argparse.Namespace, Settings], int]
 
 def _message_attribute_count() -> int:
     """How many SNS message attributes the code sends with an event."""
-    return len(message_attributes(ServiceResult(order_id="x", service="x", status="processed")))
+    return len(
+        message_attributes(
+            ServiceResult(order_id="x", service=SERVICE_NAMES[0], status="processed")
+        )
+    )
 
 
 def _report(findings: list[lint.Finding], what: str) -> int:

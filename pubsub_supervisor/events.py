@@ -7,8 +7,27 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any, Final, Literal, overload
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    field_validator,
+)
 
+from pubsub_supervisor import registry
+from pubsub_supervisor.bounds import (
+    MAX_LINES,
+    MAX_NAME,
+    MAX_PRICE_CENTS,
+    MAX_REASON,
+    Id,
+    Quantity,
+    SesAddress,
+    Sku,
+)
 from pubsub_supervisor.errors import PoisonMessage
 
 #: Schema version written into every event; consumers reject versions they do not know.
@@ -43,32 +62,35 @@ def as_utc(value: datetime | None) -> datetime | None:
 
 
 class _Event(BaseModel):
+    # Strict numbers and strings (a JSON "5" is no 5, a 5.0 no int); unknown fields are
+    # ignored so that a newer producer's additions do not poison older consumers.
     model_config = ConfigDict(extra="ignore", frozen=True)
 
-    schema_version: int = SCHEMA_VERSION
-    event_id: str = Field(default_factory=new_id)
+    schema_version: StrictInt = SCHEMA_VERSION
+    event_id: Id = Field(default_factory=new_id)
     occurred_at: datetime = Field(default_factory=utcnow)
-    trace_id: str = Field(default_factory=new_id)
+    trace_id: Id = Field(default_factory=new_id)
 
 
 class OrderItem(BaseModel):
     """One line of an order, priced when the order was accepted."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
-    sku: str
-    name: str
-    quantity: int
-    unit_price_cents: int
+    sku: Sku
+    name: StrictStr = Field(min_length=1, max_length=MAX_NAME)
+    #: The hard ceiling: MAX_QUANTITY_PER_LINE only tightens what the web accepts.
+    quantity: Quantity
+    unit_price_cents: StrictInt = Field(ge=0, le=MAX_PRICE_CENTS)
 
 
 class OrderCreated(_Event):
     """An order was accepted by the web and must be processed by every service."""
 
     event_type: Literal["order.created"] = ORDER_CREATED
-    order_id: str
-    customer_email: str
-    items: tuple[OrderItem, ...]
+    order_id: Id
+    customer_email: SesAddress
+    items: tuple[OrderItem, ...] = Field(min_length=1, max_length=MAX_LINES)
 
     @property
     def total_cents(self) -> int:
@@ -80,12 +102,21 @@ class ServiceResult(_Event):
     """A service's outcome for one order, sent back to the web."""
 
     event_type: Literal["order.service_result"] = SERVICE_RESULT
-    order_id: str
-    service: str
+    order_id: Id
+    service: StrictStr
     status: ServiceStatus
-    reason: str | None = None
-    #: Service-specific data the web may show (analytics sends its running summary).
+    reason: StrictStr | None = Field(default=None, max_length=MAX_REASON)
+    #: Service-specific data the web may show (analytics sends its summary); each
+    #: service's projection in web/projections.py validates its own.
     data: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("service")
+    @classmethod
+    def _known_service(cls, value: str) -> str:
+        """One of the services in the registry."""
+        if value not in registry.names():
+            raise ValueError(f"unknown service {value[:40]!r}")
+        return value
 
 
 Event = OrderCreated | ServiceResult
@@ -141,6 +172,7 @@ def decode(body: str) -> Event:
     try:
         return cls.model_validate(data)
     except ValidationError as error:
-        first = error.errors()[0]
+        # The message, not the input: the reason must not echo a forged value at length.
+        first = error.errors(include_url=False, include_input=False)[0]
         where = ".".join(str(p) for p in first["loc"])
         raise PoisonMessage(f"invalid {event_type}: {where}: {first['msg']}") from None

@@ -8,7 +8,11 @@ Two ways to use them:
   recorded. A crash between the effect and the record repeats the effect once the lease
   ends; that window is a few milliseconds wide.
 
-Both hold across processes sharing one PostgreSQL store: the record's primary key decides
+- `once_per_order()` for effects that happen once per order whatever the event id (a replay
+  of an order under a new event id answers the order's first outcome): the order's record
+  in `processed_orders` commits with the effect too.
+
+All hold across processes sharing one PostgreSQL store: the record's primary key decides
 which consumer goes first (see `_record`).
 """
 
@@ -59,6 +63,25 @@ def columns() -> tuple[Column[Any], ...]:
 
 
 processed_events = Table(TABLE, MetaData(), *columns())
+
+#: The table of orders' first outcomes, in the stores of services that act once per order.
+ORDERS_TABLE = "processed_orders"
+
+
+def order_columns() -> tuple[Column[Any], ...]:
+    """The columns of `processed_orders`, new each call (for the stores' migrations)."""
+    return (
+        Column("order_id", String(64), primary_key=True),
+        #: The event whose effect this is.
+        Column("event_id", String(64), nullable=False),
+        Column("status", String(16), nullable=False),
+        Column("reason", Text),
+        Column("data", Text, nullable=False, default="{}"),
+        Column("processed_at", DateTime(timezone=True), nullable=False),
+    )
+
+
+processed_orders = Table(ORDERS_TABLE, MetaData(), *order_columns())
 
 IN_PROGRESS = "in_progress"
 
@@ -123,6 +146,44 @@ def once(
         outcome = effect(conn)
         _finish(conn, event_id, outcome)
         return outcome, True
+
+
+def once_per_order(
+    engine: Engine, event_id: str, order_id: str, effect: Callable[[Connection], Outcome]
+) -> tuple[Outcome, bool]:
+    """`once()`, and once per order: an event of an order that already had its effect
+    (under another event id) answers that first outcome; returns (outcome, first_time)."""
+    first = True
+
+    def first_for_order(conn: Connection) -> Outcome:
+        nonlocal first
+        query = db.insert(conn, processed_orders).values(
+            order_id=order_id,
+            event_id=event_id,
+            status=IN_PROGRESS,
+            data="{}",
+            processed_at=utcnow(),
+        )
+        # As in `_record`: a concurrent first event of the order waits for this key.
+        inserted = query.on_conflict_do_nothing(index_elements=["order_id"]).returning(
+            processed_orders.c.order_id
+        )
+        if conn.execute(inserted).first() is None:
+            first = False
+            row = conn.execute(
+                select(processed_orders).where(processed_orders.c.order_id == order_id)
+            ).one()
+            return _stored(row)
+        outcome = effect(conn)
+        conn.execute(
+            update(processed_orders)
+            .where(processed_orders.c.order_id == order_id)
+            .values(status=outcome.status, reason=outcome.reason, data=json.dumps(outcome.data))
+        )
+        return outcome
+
+    outcome, new_event = once(engine, event_id, order_id, first_for_order)
+    return outcome, new_event and first
 
 
 def _finish(conn: Connection, event_id: str, outcome: Outcome) -> None:

@@ -12,6 +12,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
 from pubsub_supervisor import registry
+from pubsub_supervisor.bounds import MAX_LINES
+from pubsub_supervisor.bounds import QUANTITY_CEILING as QUANTITY_CEILING
 from pubsub_supervisor.topology import Topology, build_topology
 
 #: Every order service (declared in pubsub_supervisor/registry.py).
@@ -22,8 +24,6 @@ STORE_NAMES: tuple[str, ...] = ("web", *(s.store for s in registry.SERVICES if s
 STORE_PLACEHOLDER = "{store}"
 
 ROOT = Path(__file__).resolve().parent.parent
-#: No quantity setting may exceed this: it keeps totals far inside a 64-bit integer.
-QUANTITY_CEILING = 1_000_000
 
 
 class Settings(BaseSettings):
@@ -72,7 +72,7 @@ class Settings(BaseSettings):
     #: Largest quantity of one SKU in one order.
     max_quantity_per_line: int = Field(default=1000, ge=1, le=QUANTITY_CEILING)
     #: Largest total of units (every line together) in one order.
-    max_units_per_order: int = Field(default=5000, ge=1, le=QUANTITY_CEILING * 50)
+    max_units_per_order: int = Field(default=5000, ge=1, le=QUANTITY_CEILING * MAX_LINES)
 
     #: Directory for the SQLite files of the web and each service (when DATABASE_URL is unset).
     data_dir: Path = ROOT / "var" / "data"

@@ -105,7 +105,9 @@ def _install_request_context(app: Flask, program: str) -> None:
         # A trace id starts here (or is continued from the caller) and travels with
         # the order's events through SNS and SQS into every service's logs.
         incoming = request.headers.get("X-Trace-Id", "")
-        g.trace_id = incoming if incoming.isalnum() and len(incoming) <= 64 else new_id()
+        # ASCII only: `isalnum()` alone takes "éé", which the event model refuses.
+        usable = incoming.isascii() and incoming.isalnum() and len(incoming) <= 64
+        g.trace_id = incoming if usable else new_id()
         g.started = time.perf_counter()
         g.log_scope = logs.bound(trace_id=g.trace_id)
         g.log_scope.__enter__()

@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 #: Outbox topic key of order events (the relay maps it to the topic ARN).
 ORDER_EVENTS = "order_events"
 
-#: A service's final statuses; only a redriven `failed` may still change.
+#: A service's final statuses: no later result changes them.
 _FINAL = ("processed", "rejected")
 
 
@@ -204,20 +204,34 @@ def list_orders(
 
 
 def apply_result(engine: Engine, result: ServiceResult) -> bool:
-    """Record a service's outcome; returns False for an unknown order."""
+    """Record a service's outcome; returns False for an unknown order.
+
+    A state never moves backwards: `processed` and `rejected` are final, `failed` gives way
+    only to a later result (a redrive's), and `pending` is where every order starts, so a
+    result saying it changes nothing.
+    """
+    if result.status == "pending":
+        return order_exists(engine, result.order_id)
     with db.write(engine) as conn:
         if conn.execute(select(orders.c.id).where(orders.c.id == result.order_id)).first() is None:
             return False
-        query = (
+        conn.execute(
             update(order_services)
             .where(order_services.c.order_id == result.order_id)
             .where(order_services.c.service == result.service)
+            .where(order_services.c.status.not_in(_FINAL))
+            .values(status=result.status, reason=result.reason, updated_at=utcnow())
         )
-        if result.status == "failed":
-            query = query.where(order_services.c.status.not_in(_FINAL))
-        conn.execute(query.values(status=result.status, reason=result.reason, updated_at=utcnow()))
+        # Whatever the status did: the data is checked (poison when malformed) and each
+        # projection keeps only what moves forward (stock down, the newest summary).
         _apply_projections(conn, result)
     return True
+
+
+def order_exists(engine: Engine, order_id: str) -> bool:
+    """Whether the store has this order."""
+    with db.read(engine) as conn:
+        return conn.execute(select(orders.c.id).where(orders.c.id == order_id)).first() is not None
 
 
 def _apply_projections(conn: Connection, result: ServiceResult) -> None:
@@ -229,7 +243,8 @@ def products(engine: Engine, catalog: dict[str, Product]) -> list[dict[str, Any]
     """The catalog with the latest stock inventory reported."""
     with db.read(engine) as conn:
         rows = conn.execute(select(product_stock.c.sku, product_stock.c.stock)).all()
-        stock = {sku: level for sku, level in rows}
+        # Only counts: a stored value of any other kind leaves the catalog's figure.
+        stock = {sku: level for sku, level in rows if type(level) is int and level >= 0}
     return [{**p.model_dump(), "stock": stock.get(p.sku, p.stock)} for p in catalog.values()]
 
 
@@ -237,9 +252,11 @@ def analytics(engine: Engine) -> dict[str, Any] | None:
     """The latest summary the analytics service reported, if any."""
     with db.read(engine) as conn:
         row = conn.execute(select(analytics_snapshot).where(analytics_snapshot.c.id == 1)).first()
-    if row is None:
+    summary = None if row is None else projections.read_summary(row.data)
+    if row is None or summary is None:
+        # None yet, or a stored value that is no summary: the pages show none.
         return None
-    return {**json.loads(row.data), "reported_at": _iso(row.updated_at)}
+    return {**summary, "reported_at": _iso(row.updated_at)}
 
 
 def outbox_backlog(engine: Engine) -> int:

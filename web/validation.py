@@ -8,7 +8,6 @@ from typing import Any
 from pydantic import (
     BaseModel,
     ConfigDict,
-    EmailStr,
     Field,
     ValidationError,
     ValidationInfo,
@@ -16,14 +15,13 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from pubsub_supervisor.bounds import MAX_EMAIL, MAX_LINES, MAX_SKU, QUANTITY_CEILING, SesAddress
 from pubsub_supervisor.catalog import Product
-from pubsub_supervisor.settings import QUANTITY_CEILING
 
 #: Largest quantity of one SKU in one order by default (MAX_QUANTITY_PER_LINE).
 MAX_QUANTITY = 1000
 #: Largest total of units in one order by default (MAX_UNITS_PER_ORDER).
 MAX_UNITS = 5000
-MAX_LINES = 50
 #: Largest value of a store cursor (SQLite's and PostgreSQL's 64-bit integers).
 MAX_CURSOR = 2**63 - 1
 
@@ -64,7 +62,7 @@ class OrderItemIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    sku: str = Field(min_length=1, max_length=64)
+    sku: str = Field(min_length=1, max_length=MAX_SKU)
     # MAX_QUANTITY_PER_LINE comes in the validation context; this bound keeps absurd
     # integers out whatever the context.
     quantity: int = Field(ge=1, le=QUANTITY_CEILING)
@@ -88,7 +86,8 @@ class OrderIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    customer_email: EmailStr = Field(max_length=254)
+    # ASCII only, as SES takes it; the event model checks the same again.
+    customer_email: SesAddress = Field(max_length=MAX_EMAIL)
     items: list[OrderItemIn] = Field(min_length=1, max_length=MAX_LINES)
 
 

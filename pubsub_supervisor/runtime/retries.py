@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -28,6 +29,21 @@ DeadLetterHook = Callable[[Message, str], None]
 
 #: Pauses while the queue's attributes cannot be read at start: 1 s, doubling up to this.
 MAX_LOAD_BACKOFF = 10.0
+#: Longest dead-letter reason kept, in characters.
+MAX_REASON = 1000
+#: SQS takes at most this many message attributes.
+MAX_ATTRIBUTES = 10
+#: The attributes an event is published with, kept first when a dead letter carries them.
+_EVENT = ("event_id", "event_type", "trace_id")
+#: What SQS refuses in a string attribute (XML 1.0 excludes these code points).
+_NOT_XML = re.compile("[^\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def attribute_text(text: str, limit: int = MAX_REASON) -> str:
+    """`text` as SQS takes it in a string attribute: characters it refuses replaced, at
+    most `limit` characters (a cut one ends with an ellipsis)."""
+    clean = _NOT_XML.sub("\ufffd", text) or "(none)"
+    return clean if len(clean) <= limit else clean[: limit - 1] + "\u2026"
 
 
 def retry_delay(receive_count: int, base: int, cap: int) -> int:
@@ -132,22 +148,27 @@ class Retries:
             log.error("cannot dead-letter: queue has no DLQ", extra={"reason": reason})
             self.retry(message, self.backoff_cap, reason)
             return
+        # Ours first: a message with SQS's ten attributes of its own must not push the
+        # reason out.
         attributes: dict[str, Any] = {
-            name: {"DataType": "String", "StringValue": value}
-            for name, value in message.message_attributes.items()
-            if value
-        }
-        attributes |= {
-            "dead_letter_reason": {"DataType": "String", "StringValue": reason[:1000]},
+            "dead_letter_reason": {"DataType": "String", "StringValue": attribute_text(reason)},
             "source_queue": {"DataType": "String", "StringValue": self.queue_name},
-            "source_message_id": {"DataType": "String", "StringValue": message.message_id},
+            "source_message_id": {
+                "DataType": "String",
+                "StringValue": attribute_text(message.message_id, 256),
+            },
             "receive_count": {"DataType": "Number", "StringValue": str(message.receive_count)},
         }
+        # Then the event's own (a redrive keeps its event id), then any others that fit.
+        originals = sorted(message.message_attributes.items(), key=lambda a: a[0] not in _EVENT)
+        for name, value in originals:
+            if value and name not in attributes and len(attributes) < MAX_ATTRIBUTES:
+                attributes[name] = {"DataType": "String", "StringValue": attribute_text(value)}
         try:
             self.sqs.send_message(
                 QueueUrl=self.dlq_url,
                 MessageBody=message.body or "(empty)",
-                MessageAttributes=dict(list(attributes.items())[:10]),
+                MessageAttributes=attributes,
             )
         except Exception as error:
             log.error("could not dead-letter, will retry", extra={"error": str(error)})

@@ -1,4 +1,4 @@
-"""Keep running aggregates (orders, revenue, units per SKU, orders per minute), once per event."""
+"""Keep running aggregates (orders, revenue, units per SKU, orders per minute), once per order."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from sqlalchemy import (
 )
 
 from pubsub_supervisor import db, idempotency
+from pubsub_supervisor.bounds import SUMMARY_MINUTES, SUMMARY_SKUS
 from pubsub_supervisor.clients import AwsClients
 from pubsub_supervisor.db import make_engine
 from pubsub_supervisor.events import OrderCreated, utcnow
@@ -48,9 +49,6 @@ orders_per_minute = Table(
     Column("orders", Integer, nullable=False),
 )
 
-#: How many recent minutes the summary reports.
-SUMMARY_MINUTES = 60
-
 
 def _upsert_add(conn: Connection, table: Table, key: str, value: str, column: str, n: int) -> None:
     # One statement: consumers in other processes may create the same row concurrently.
@@ -76,7 +74,7 @@ class AnalyticsService:
 
     def __call__(self, event: OrderCreated) -> Outcome:
         """Add the order to the aggregates unless it was counted already."""
-        outcome, _first = idempotency.once(
+        outcome, _first = idempotency.once_per_order(
             self.engine, event.event_id, event.order_id, lambda conn: self._count(conn, event)
         )
         return outcome
@@ -109,22 +107,33 @@ class AnalyticsService:
 
 
 def summary(conn: Connection) -> dict[str, Any]:
-    """The aggregates as the web shows them."""
+    """The aggregates as the web shows them: totals, the SUMMARY_SKUS best sellers (and
+    how many SKUs sold), the last SUMMARY_MINUTES minutes."""
     row = conn.execute(select(totals).where(totals.c.id == 1)).first()
     orders, revenue, units = (row.orders, row.revenue_cents, row.units) if row else (0, 0, 0)
     since = (utcnow() - timedelta(minutes=SUMMARY_MINUTES)).strftime("%Y-%m-%dT%H:%M")
     per_minute = conn.execute(
         select(orders_per_minute)
         .where(orders_per_minute.c.minute >= since)
-        .order_by(orders_per_minute.c.minute)
+        # The newest ones, however many minutes ahead a (forged) event claimed to be.
+        .order_by(orders_per_minute.c.minute.desc())
+        .limit(SUMMARY_MINUTES + 1)
+    ).all()[::-1]
+    # The best sellers only: the summary travels with every result, and SNS takes 256 KiB.
+    best = conn.execute(
+        select(units_by_sku)
+        .order_by(units_by_sku.c.units.desc(), units_by_sku.c.sku)
+        .limit(SUMMARY_SKUS)
     ).all()
-    by_sku = conn.execute(select(units_by_sku).order_by(func.lower(units_by_sku.c.sku))).all()
+    by_sku = sorted(best, key=lambda r: r.sku.lower())
+    skus = conn.execute(select(func.count()).select_from(units_by_sku)).scalar_one()
     return {
         "orders": orders,
         "revenue_cents": revenue,
         "units": units,
         "average_order_cents": revenue // orders if orders else 0,
         "units_by_sku": {r.sku: r.units for r in by_sku},
+        "skus": skus,
         "orders_per_minute": [{"minute": r.minute, "orders": r.orders} for r in per_minute],
     }
 

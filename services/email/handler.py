@@ -1,4 +1,4 @@
-"""Render an order confirmation (text and HTML) and send it through SES, once per event."""
+"""Render an order confirmation (text and HTML) and send it through SES, once per order."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError, ConnectTimeoutError, EndpointConnectionError
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from pubsub_supervisor.bounds import MAX_REASON
 from pubsub_supervisor.clients import AwsClients
 from pubsub_supervisor.db import make_engine
 from pubsub_supervisor.errors import PoisonMessage, RetryLater
@@ -72,6 +73,48 @@ def _since(moment: datetime | None) -> float:
 
 def _outcome(ses_message_id: str | None) -> Outcome:
     return Outcome("processed", data={"ses_message_id": ses_message_id})
+
+
+#: Client errors that say "not now", not "never": retried like a 5xx.
+_THROTTLED = frozenset(
+    {"Throttling", "ThrottlingException", "TooManyRequestsException", "RequestThrottled"}
+)
+#: Client errors about this stack's own credentials or configuration, not the order: an
+#: operator fixes them and a redrive sends the confirmation, so they are retried too.
+_OURS = frozenset(
+    {
+        "AccessDenied",
+        "AccessDeniedException",
+        "AccountSendingPausedException",
+        "ConfigurationSetDoesNotExist",
+        "ConfigurationSetSendingPausedException",
+        "ExpiredToken",
+        "ExpiredTokenException",
+        "IncompleteSignature",
+        "InvalidClientTokenId",
+        "MailFromDomainNotVerified",
+        "MissingAuthenticationToken",
+        "SignatureDoesNotMatch",
+        "UnrecognizedClientException",
+    }
+)
+
+
+def permanent_refusal(error: Exception, sender: str) -> str | None:
+    """Why SES refused this email for good (a 4xx about the address or the message: a
+    `MessageRejected`, an `InvalidParameterValue`), or None when a retry may succeed
+    (throttling, a 5xx, no answer, a refusal of the sender or of the stack's own setup)."""
+    if not isinstance(error, ClientError):
+        return None
+    status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 500))
+    details = error.response.get("Error", {})
+    code = str(details.get("Code", ""))
+    message = str(details.get("Message", ""))
+    if not 400 <= status < 500 or code in _THROTTLED or code in _OURS:
+        return None
+    if sender.lower() in message.lower():
+        return None  # the sender is not verified: the stack's setup, fixed by an operator
+    return f"SES refused the confirmation: {code}: {message}"[:MAX_REASON]
 
 
 def _never_sent(error: Exception) -> bool:
@@ -138,6 +181,11 @@ class EmailService:
             start = self._begin(event)
         send = start.send
         match start.decision:
+            case Decision.REJECTED:
+                log.info("SES refused this confirmation for good", extra={"reason": send.reason})
+                return Outcome("rejected", reason=send.reason)
+            case Decision.ANOTHER_EVENT:
+                return self._another_event(send)
             case Decision.SEND:
                 if start.found is not None and start.found.status == sends.ATTEMPTED:
                     log.warning(
@@ -182,12 +230,25 @@ class EmailService:
             lease_seconds=self.lease_seconds,
             confirm_seconds=self.confirm_seconds,
             listening_since=self.listening_since,
+            per_order=True,
         )
 
     def _confirmation_due(self, earlier: sends.Send) -> datetime:
         assert earlier.attempted_at is not None
         return sends.confirmation_due(
             earlier.attempted_at, self.confirm_seconds, self.listening_since
+        )
+
+    def _another_event(self, first: sends.Send) -> Outcome:
+        """The order came again under a new event id: answer the first one's outcome, and
+        never send a second email."""
+        log.warning("order replayed under a new event id; not sending again")
+        if first.status == sends.SENT or first.ses_message_id is not None:
+            return _outcome(first.ses_message_id)
+        if first.status == sends.REJECTED:
+            return Outcome("rejected", reason=first.reason)
+        raise RetryLater(
+            "the order's confirmation is in hand under another event id", delay=self.lease_seconds
         )
 
     def _await_confirmation(self, event_id: str, earlier: sends.Send) -> bool:
@@ -223,8 +284,14 @@ class EmailService:
                 **extra,
             )
         except (ClientError, EndpointConnectionError, ConnectTimeoutError) as error:
+            refusal = permanent_refusal(error, self.sender)
+            if refusal is not None:
+                # Retrying would meet the same answer: the order's email ends here.
+                sends.rejected(self.engine, event.event_id, attempt, refusal)
+                log.warning("SES refused the confirmation for good", extra={"reason": refusal})
+                return Outcome("rejected", reason=refusal)
             if _never_sent(error):
-                # SES answered "no" (rejected, throttled), or was never reached.
+                # SES answered "not now" (throttled, our setup), or was never reached.
                 sends.refused(self.engine, event.event_id, attempt, str(error))
             else:
                 sends.unanswered(self.engine, event.event_id, attempt)

@@ -14,6 +14,11 @@ The record's `status`:
   of the attempt means SES never accepted it, so it is sent again.
 - `sent`: SES accepted the email (its answer, or its Send event after the answer was lost).
 - `refused`: SES answered the attempt with an error: nothing went out, a retry sends at once.
+- `rejected`: SES refused the email for good (the address, the message): nothing went out,
+  nor ever will; every redelivery answers `rejected` with the reason.
+
+One confirmation per order, too: `begin(..., per_order=True)` finds an order's record made
+under another event id (the order replayed under a new one), and no second email goes out.
 
 A confirmation costs two write transactions: `begin` (the claim and the attempt are the same
 write, committed before SES is called) and `accepted` (SES's answer, which is the outcome).
@@ -33,6 +38,7 @@ from sqlalchemy import (
     Connection,
     DateTime,
     Engine,
+    Index,
     Integer,
     MetaData,
     String,
@@ -40,6 +46,7 @@ from sqlalchemy import (
     Text,
     func,
     select,
+    text,
     update,
 )
 
@@ -49,14 +56,15 @@ from pubsub_supervisor.events import as_utc, utcnow
 ATTEMPTED = "attempted"
 SENT = "sent"
 REFUSED = "refused"
+REJECTED = "rejected"
 
-#: The DDL is in the email store's migrations (email0002, email0003).
+#: The DDL is in the email store's migrations (email0002 to email0004).
 email_sends = Table(
     "email_sends",
     MetaData(),
     Column("event_id", String(64), primary_key=True),
     Column("order_id", String(64), nullable=False),
-    #: `attempted`, `sent` or `refused`.
+    #: `attempted`, `sent`, `refused` or `rejected`.
     Column("status", String(16), nullable=False),
     #: Why SES refused the last attempt.
     Column("reason", Text),
@@ -69,6 +77,8 @@ email_sends = Table(
     Column("ses_message_id", String(256)),
     Column("confirmed_at", DateTime(timezone=True)),
 )
+#: An order's records, for `begin(..., per_order=True)` (email0004).
+Index("ix_email_sends_order_id", email_sends.c.order_id)
 
 
 @dataclass(frozen=True)
@@ -96,6 +106,10 @@ class Decision(enum.Enum):
     BUSY = "busy"
     #: An earlier attempt has no answer and no Send event yet: wait for one.
     UNCONFIRMED = "unconfirmed"
+    #: SES refused it for good: nothing to send, ever.
+    REJECTED = "rejected"
+    #: The order's confirmation is another event's (a replay of the order): never send.
+    ANOTHER_EVENT = "another_event"
 
 
 @dataclass(frozen=True)
@@ -147,6 +161,8 @@ def decide(
     """What a consumer does with an event whose record is `found`."""
     if found.status == SENT:
         return Decision.SENT
+    if found.status == REJECTED:
+        return Decision.REJECTED
     if found.claimed_until is not None and found.claimed_until > now:
         return Decision.BUSY
     if found.ses_message_id is not None:
@@ -166,8 +182,13 @@ def begin(
     lease_seconds: float,
     confirm_seconds: float,
     listening_since: datetime | None = None,
+    per_order: bool = False,
 ) -> Start:
-    """Begin an attempt under a lease, or settle one its Send event confirmed: one write."""
+    """Begin an attempt under a lease, or settle one its Send event confirmed: one write.
+
+    With `per_order`, an event without a record of its own whose order has one under
+    another event id is `ANOTHER_EVENT`, with that record.
+    """
     # Across processes on PostgreSQL, a concurrent first insert of the same event waits for
     # the first transaction's key, then inserts nothing and reads the committed record; the
     # row lock (FOR UPDATE) gives the decision on an existing record to one consumer at a
@@ -176,6 +197,9 @@ def begin(
     until = now + timedelta(seconds=lease_seconds)
     attempt = {"status": ATTEMPTED, "reason": None, "attempted_at": now, "claimed_until": until}
     with db.write(engine) as conn:
+        other = _other_event(conn, event_id, order_id) if per_order else None
+        if other is not None:
+            return Start(Decision.ANOTHER_EVENT, other, other)
         query: Any = db.insert(conn, email_sends).values(
             event_id=event_id, order_id=order_id, attempts=1, **attempt
         )
@@ -195,6 +219,25 @@ def begin(
             send = Send(SENT, found.attempts, found.attempted_at, None, found.ses_message_id)
             _set(conn, event_id, status=SENT, reason=None, claimed_until=None)
         return Start(decision, send, found)
+
+
+def _other_event(conn: Connection, event_id: str, order_id: str) -> Send | None:
+    """The order's record under another event id, when this event has none of its own."""
+    # On SQLite the write lock taken at BEGIN IMMEDIATE makes this check and the insert one
+    # step; on PostgreSQL a lock on the order (until the transaction ends) does, so that two
+    # events of one order arriving at once are decided one after the other.
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": order_id})
+    own = select(email_sends.c.event_id).where(email_sends.c.event_id == event_id)
+    if conn.execute(own).first() is not None:
+        return None
+    row = conn.execute(
+        select(email_sends)
+        .where(email_sends.c.order_id == order_id, email_sends.c.event_id != event_id)
+        .order_by(email_sends.c.attempted_at)
+        .limit(1)
+    ).first()
+    return None if row is None else _send(row)
 
 
 def _locked(conn: Connection, event_id: str) -> Send:
@@ -220,6 +263,16 @@ def refused(engine: Engine, event_id: str, attempt: int, reason: str) -> None:
             _this_attempt(event_id, attempt)
             .where(email_sends.c.ses_message_id.is_(None))
             .values(status=REFUSED, reason=reason, claimed_until=None)
+        )
+
+
+def rejected(engine: Engine, event_id: str, attempt: int, reason: str) -> None:
+    """SES refused the attempt for good: nothing went out, and nothing will."""
+    with db.write(engine) as conn:
+        conn.execute(
+            _this_attempt(event_id, attempt)
+            .where(email_sends.c.ses_message_id.is_(None))
+            .values(status=REJECTED, reason=reason, claimed_until=None)
         )
 
 

@@ -1,4 +1,4 @@
-"""Reserve an order's stock in the inventory store, all or nothing, once per event."""
+"""Reserve an order's stock in the inventory store, all or nothing, once per order."""
 
 from __future__ import annotations
 
@@ -66,7 +66,7 @@ class InventoryService:
 
     def __call__(self, event: OrderCreated) -> Outcome:
         """Reserve every line or none; a repeated event changes nothing."""
-        outcome, _first = idempotency.once(
+        outcome, _first = idempotency.once_per_order(
             self.engine, event.event_id, event.order_id, lambda conn: self._reserve(conn, event)
         )
         return outcome

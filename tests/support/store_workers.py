@@ -115,6 +115,24 @@ def begin_sends(
     return got
 
 
+def begin_order_sends(
+    database_url: str, orders: Sequence[tuple[str, str]], start_at: float
+) -> list[str]:
+    """Begin each (event id, order id) send once per order, as the email service does;
+    returns the events this process would have called SES for."""
+    engine = make_engine(_settings(database_url).database_url("email"))
+    got: list[str] = []
+    _wait_until(start_at)
+    for event_id, order_id in orders:
+        start = sends.begin(
+            engine, event_id, order_id, lease_seconds=30, confirm_seconds=60, per_order=True
+        )
+        if start.decision is sends.Decision.SEND:
+            got.append(event_id)
+    engine.dispose()
+    return got
+
+
 class RecordingSns:
     """Stands in for SNS: accepts every entry and remembers what was published."""
 

@@ -376,3 +376,30 @@ def test_exit_after_drain_flushes_the_logs_and_keeps_the_code() -> None:
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
     )
     assert (done.returncode, done.stdout) == (3, "consumer stopped\n")
+
+
+def test_a_long_non_ascii_reason_survives_into_the_dlq_before_the_message_own_attributes(
+    sqs: SQSClient,
+) -> None:
+    url = make_queue(sqs, "hostile")
+    # A forged message with SQS's ten attributes of its own, the event id among them.
+    own: Any = {f"a{i}": {"DataType": "String", "StringValue": "x"} for i in range(9)}
+    own["event_id"] = {"DataType": "String", "StringValue": "e-9"}
+    sqs.send_message(QueueUrl=url, MessageBody="forged", MessageAttributes=own)
+    why = "quantité négative ✗ \x00" + "é" * 5000
+
+    def handler(_message: Message) -> None:
+        raise PoisonMessage(why)
+
+    consumer = Consumer(sqs, url, handler, config=config())
+    with Running(consumer):
+        until(lambda: consumer.stats.dead_lettered == 1)
+    dead = receive_all(sqs, url.replace("hostile", "hostile-dlq"))
+    attributes = {k: v["StringValue"] for k, v in dead[0]["MessageAttributes"].items()}
+    assert len(attributes) == 10
+    reason = attributes["dead_letter_reason"]
+    assert reason.startswith("poison: quantité négative ✗ \ufffdéé")
+    assert len(reason) == 1000
+    assert reason.endswith("…")
+    assert attributes["event_id"] == "e-9"
+    assert attributes["source_queue"] == "hostile"

@@ -65,8 +65,16 @@ def _store_metadata(store_name: str) -> MetaData:
     tables = {
         "web": list(schema.metadata.tables.values()),
         "email": [sends.email_sends],
-        "inventory": [*inventory.metadata.tables.values(), idempotency.processed_events],
-        "analytics": [*analytics.metadata.tables.values(), idempotency.processed_events],
+        "inventory": [
+            *inventory.metadata.tables.values(),
+            idempotency.processed_events,
+            idempotency.processed_orders,
+        ],
+        "analytics": [
+            *analytics.metadata.tables.values(),
+            idempotency.processed_events,
+            idempotency.processed_orders,
+        ],
     }[store_name]
     for each in tables:
         each.to_metadata(metadata)
@@ -248,6 +256,22 @@ def test_email_sends_across_processes_begin_each_attempt_once(
         )
 
 
+def test_an_order_replayed_under_new_event_ids_in_several_processes_is_sent_once(
+    pool: ProcessPoolExecutor, database_url: str, engines: dict[str, Engine]
+) -> None:
+    engine = engines["email"]
+    migrate(engine, "email")
+    orders = [new_id() for _ in range(20)]
+    # Each process gets every order under event ids of its own.
+    calls = [
+        (database_url, [(f"{order_id[:20]}-{p}", order_id) for order_id in orders])
+        for p in range(PROCESSES)
+    ]
+    got = in_processes(pool, store_workers.begin_order_sends, *calls)
+    sent = Counter(e.rsplit("-", 1)[0] for per_process in got for e in per_process)
+    assert sent == Counter(order_id[:20] for order_id in orders)
+
+
 def test_a_dead_senders_attempt_is_taken_over_by_one_consumer(
     pool: ProcessPoolExecutor, database_url: str, engines: dict[str, Engine]
 ) -> None:
@@ -407,3 +431,41 @@ def test_pubsub_migrate_reports_what_it_changed(database_url: str) -> None:
     again = run("web")
     assert again.stdout == "web: up to date\n"
     assert run("nope").returncode == 2
+
+
+def test_orders_handled_before_once_per_order_keep_their_first_outcome(
+    engines: dict[str, Engine],
+) -> None:
+    """inventory0002 and analytics0002 record each order's earliest finished event."""
+    for name in ("inventory", "analytics"):
+        engine = engines[name]
+        migrate(engine, name, to=f"{name}0001")
+        now = utcnow()
+        records = [  # event id, order id, status, seconds after now
+            ("first", "o-1", "rejected", 0),
+            ("replayed", "o-1", "processed", 5),
+            ("only", "o-2", "processed", 1),
+            ("claimed", "o-3", "in_progress", 2),
+        ]
+        with db.write(engine) as conn:
+            conn.execute(
+                insert(idempotency.processed_events),
+                [
+                    {"event_id": e, "order_id": o, "status": s, "data": "{}"}
+                    | {"processed_at": now + timedelta(seconds=t)}
+                    for e, o, s, t in records
+                ],
+            )
+        assert migrate(engine, name) == f"{name}0001"
+        with engine.connect() as conn:
+            rows = conn.execute(
+                select(
+                    idempotency.processed_orders.c.order_id,
+                    idempotency.processed_orders.c.event_id,
+                    idempotency.processed_orders.c.status,
+                )
+            ).all()
+        assert sorted(tuple(r) for r in rows) == [
+            ("o-1", "first", "rejected"),
+            ("o-2", "only", "processed"),
+        ]
