@@ -228,7 +228,6 @@ def test_forged_results_never_move_an_order_back_nor_break_a_page(
         ("inventory", {"stock": {"NOT-ORDERED": 5}}, "SKUs not in the order"),
         ("inventory", {"stock": {"KB-001": "many"}}, "invalid inventory stock"),
         ("analytics", {"summary": {"orders": 1, "units_by_sku": ["x"]}}, "invalid analytics"),
-        ("analytics", {"summary": dict(summary, orders=10**12)}, "the web has"),
         (
             "analytics",
             {"summary": dict(summary, units_by_sku={f"S{i}": 1 for i in range(5000)})},
