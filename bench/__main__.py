@@ -52,6 +52,8 @@ from pubsub_ops.tables import table
 
 ROOT = Path(__file__).resolve().parent.parent
 PARTS = ("drain", "e2e", "footprint")
+#: Idle window for counting calls: longer than one long poll (20 s), so every poller shows.
+IDLE_CALLS_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -177,6 +179,8 @@ class Run:
     relay_cost: dict[str, float] | None = None
     dev: footprint.DevStartup | None = None
     load_avg: list[float] = field(default_factory=list)
+    #: AWS calls per minute by operation while the stack is idle.
+    idle_calls: dict[str, float] = field(default_factory=dict)
     #: Parts that ended with an error (what was measured before it is still reported).
     errors: list[str] = field(default_factory=list)
 
@@ -209,6 +213,9 @@ def run_stack_parts(
             run.idle = footprint.idle(stack, plan.idle_seconds)
         runner = e2e.E2E(stack, plan.ladder, say, emulator_pid)
         if "e2e" in parts:
+            seconds = max(IDLE_CALLS_SECONDS, plan.idle_seconds)
+            say(f"AWS calls while idle, {seconds:.0f} s")
+            run.idle_calls = runner.idle_calls(seconds)
             say("raw SNS fan-out ceiling (PublishBatch to 3 raw-delivery queues)")
             run.note_load()
             for threads in plan.fanout_threads:
@@ -292,6 +299,7 @@ def report(run: Run, meta: dict[str, Any], out: Path, *, save: bool = True) -> N
         say("\nEnd to end (POST -> outbox -> SNS -> 3 services -> results -> web)")
         say(_table(summary.E2E_HEAD, summary.e2e_rows(run.steps)))
         say(summary.e2e_notes(run.fanout))
+        say(_table(summary.CALLS_HEAD, summary.calls_rows(run.steps, run.idle_calls)))
         sustained = e2e.sustained_rate(run.steps)
         say(
             f"sustained: {results.rate(sustained, 1)} orders/s; peak completed: "
@@ -345,6 +353,7 @@ def to_document(run: Run, meta: dict[str, Any], verdicts: list[targets.Target]) 
             "peak": e2e.peak_rate(run.steps),
             "fanout": results.jsonable(run.fanout),
             "fanout_ceiling": fanout.ceiling(run.fanout),
+            "idle_calls_per_minute": run.idle_calls,
         },
         "publisher": {"posts": results.jsonable(run.posts), "relay": results.jsonable(run.relay)},
         "footprint": {
@@ -376,6 +385,9 @@ def markdown_report(run: Run, meta: dict[str, Any], verdicts: list[targets.Targe
     if run.steps:
         parts.append(results.markdown(summary.E2E_HEAD, summary.e2e_rows(run.steps)))
         parts.append(summary.e2e_notes(run.fanout).replace("\n", "  \n"))
+        parts.append(
+            results.markdown(summary.CALLS_HEAD, summary.calls_rows(run.steps, run.idle_calls))
+        )
     if run.posts or run.relay:
         rows = summary.publisher_rows(run.posts, run.relay, ceiling)
         parts.append(results.markdown(summary.PUBLISHER_HEAD, rows))
@@ -468,6 +480,7 @@ def load(document: dict[str, Any]) -> tuple[Run, dict[str, Any]]:
         step.per_service = {k: _latency(v) for k, v in raw["per_service"].items()}
         run.steps.append(step)
     run.fanout = [fanout.FanoutResult(**f) for f in document["e2e"]["fanout"]]
+    run.idle_calls = document["e2e"].get("idle_calls_per_minute") or {}
     pub = document["publisher"]
     run.posts = [
         publisher.PostResult(**{**p, "latency": _latency(p["latency"])}) for p in pub["posts"]

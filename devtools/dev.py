@@ -23,7 +23,9 @@ from devtools.emulator import (
     NativeLocalStack,
     port_from_url,
 )
+from devtools.reload import Reloader
 from pubsub_supervisor.settings import Settings
+from pubsub_supervisor.supervision.fatal_listener import DEV_RELOAD_ENV
 from pubsub_supervisor.topology import HOOK_ENV
 
 log = logging.getLogger(__name__)
@@ -73,9 +75,13 @@ class DevPlan:
     endpoint_url: str
     settings: Settings
     credentials: Credentials
+    #: Restart the programs whose code changes (devtools/reload.py); RELOAD=0 turns it off.
+    reload: bool = True
 
     @classmethod
-    def resolve(cls, root: Path, conf: Path, environ: Mapping[str, str]) -> DevPlan:
+    def resolve(
+        cls, root: Path, conf: Path, environ: Mapping[str, str], *, reload: bool = True
+    ) -> DevPlan:
         """Build the plan from the same Settings the programs read (environment over .env)."""
         env_file = env_file_for(root, environ)
         try:
@@ -108,6 +114,7 @@ class DevPlan:
             endpoint_url=endpoint_url,
             settings=settings,
             credentials=credentials,
+            reload=reload,
         )
 
     @property
@@ -149,7 +156,17 @@ class DevPlan:
         )
         env.update(self.aws_env)
         env.setdefault("PYTHONUNBUFFERED", "1")
+        if self.reload:
+            # The fatal_exit listener only reports a FATAL program; the reloader restarts it.
+            env[DEV_RELOAD_ENV] = "1"
+            # Templates are read again when they change, so editing one needs no restart.
+            env.setdefault("WEB_TEMPLATES_AUTO_RELOAD", "true")
         return env
+
+    @property
+    def socket_path(self) -> Path:
+        """supervisord's control socket (supervisord.conf's [unix_http_server])."""
+        return self.run_dir / "supervisor.sock"
 
     def check(self, *, supervisor: bool = True) -> None:
         """Raise DevConfigError saying what to do if a part is missing."""
@@ -213,13 +230,17 @@ def _with_emulator(
 def run(plan: DevPlan, emulator: NativeLocalStack, environ: Mapping[str, str]) -> int:
     """Start the emulator and supervisord, wait for a signal or a failure, then stop both."""
     started: list[subprocess.Popen[bytes]] = []
+    stoppers: list[Callable[[], None]] = []
 
     def stop_started() -> None:
+        # The reloader first: it must not restart programs supervisord is stopping.
+        for stop in stoppers:
+            stop()
         for supervisor in started:
             stop_supervisor(supervisor, SUPERVISOR_STOP_TIMEOUT)
 
     return _with_emulator(
-        emulator, lambda: _supervise(plan, emulator, environ, started), stop_started
+        emulator, lambda: _supervise(plan, emulator, environ, started, stoppers), stop_started
     )
 
 
@@ -228,8 +249,10 @@ def _supervise(
     emulator: NativeLocalStack,
     environ: Mapping[str, str],
     started: list[subprocess.Popen[bytes]],
+    stoppers: list[Callable[[], None]],
 ) -> int:
-    """Run supervisord (appended to `started`) until it exits or the emulator stops."""
+    """Run supervisord (appended to `started`, with the reloader's stop in `stoppers`)
+    until it exits or the emulator stops."""
     for directory in (plan.run_dir, plan.log_dir):
         directory.mkdir(parents=True, exist_ok=True)
     cmd = [str(plan.venv / "bin" / "supervisord"), "-n", "-c", str(plan.conf)]
@@ -244,6 +267,15 @@ def _supervise(
         start_new_session=True,
     )
     started.append(supervisor)
+    if plan.reload:
+        reloader = Reloader(plan.root, plan.socket_path, env_file_for(plan.root, environ))
+        reloader.start()
+        stoppers.append(reloader.stop)
+        log.info(
+            "watching %s for changes: a save restarts the programs that run it "
+            "(turn it off with: make dev RELOAD=0)",
+            ", ".join(os.path.relpath(p, plan.root) for p in reloader.paths()),
+        )
     since = time.monotonic()
     while True:
         try:
@@ -297,12 +329,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--emulator-only", action="store_true", help="run only the emulator, configured the same"
     )
+    parser.add_argument(
+        "--no-reload",
+        dest="reload",
+        action="store_false",
+        help="do not restart programs when their code changes (make dev RELOAD=0)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="dev: %(message)s", stream=sys.stderr)
 
     environ = dict(os.environ)
     try:
-        plan = DevPlan.resolve(root, args.conf.resolve(), environ)
+        plan = DevPlan.resolve(root, args.conf.resolve(), environ, reload=args.reload)
         plan.check(supervisor=not args.emulator_only)
     except DevConfigError as exc:
         log.error("%s", exc)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -15,10 +16,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from pubsub_ops import compose_scale, iam, lint, scaffold
+from pubsub_ops import cloudformation, compose_scale, iam, lint, scaffold, trace
 from pubsub_ops.tables import table
-from pubsub_supervisor import dlq
-from pubsub_supervisor.catalog import load_catalog
+from pubsub_supervisor import dlq, tracing
+from pubsub_supervisor.catalog import Product, load_catalog
 from pubsub_supervisor.clients import arns_for, make_clients
 from pubsub_supervisor.db import make_engine
 from pubsub_supervisor.events import (
@@ -229,9 +230,21 @@ def _publish_direct(
     args: argparse.Namespace, settings: Settings, items: list[dict[str, Any]]
 ) -> int:
     catalog = load_catalog(settings.catalog_path)
+    # The sample starts its own trace, as a request would: its trace id is in the logs.
+    tracing.init("pubsub")
+    try:
+        with tracing.producing(settings.topology.order_topic):
+            return _publish_sample(settings, args.email, items, catalog)
+    finally:
+        tracing.flush()
+
+
+def _publish_sample(
+    settings: Settings, customer: str, items: list[dict[str, Any]], catalog: dict[str, Product]
+) -> int:
     event = OrderCreated(
         order_id=new_id(),
-        customer_email=args.email,
+        customer_email=customer,
         items=tuple(
             OrderItem(
                 sku=line["sku"],
@@ -247,7 +260,7 @@ def _publish_direct(
     response = clients.sns.publish(
         TopicArn=topic,
         Message=encode(event),
-        MessageAttributes=message_attributes(event),  # type: ignore[arg-type]
+        MessageAttributes=tracing.with_context(message_attributes(event)),
     )
     print(f"Published {event.event_type} to {topic}")
     print(f"  message id: {response['MessageId']}")
@@ -372,6 +385,18 @@ def cmd_compose_scale(args: argparse.Namespace, _settings: Settings) -> int:
     return EXIT_OK
 
 
+def cmd_template(args: argparse.Namespace, settings: Settings) -> int:
+    """Write a CloudFormation template generated from the topology (JSON)."""
+    text = cloudformation.render(settings, args.stack)
+    if args.output is None:
+        sys.stdout.write(text)
+        return EXIT_OK
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(text)
+    print(f"wrote {args.output}")
+    return EXIT_OK
+
+
 def cmd_new_service(args: argparse.Namespace, _settings: Settings) -> int:
     """Write a new service's handler, registry entry, supervisord block and migration."""
     try:
@@ -387,6 +412,50 @@ def cmd_new_service(args: argparse.Namespace, _settings: Settings) -> int:
         "next: write its effect in the handler (and its tables in both files), then restart "
         '`make dev` (README.md, "Add your own service")'
     )
+    return EXIT_OK
+
+
+# --- pubsub trace / pubsub logs: the programs' log files ------------------------------
+
+
+def cmd_trace(args: argparse.Namespace, _settings: Settings) -> int:
+    """Print one order's (or trace's) path through every program, in time order, from the
+    programs' log files, with the time of each line since the first."""
+    directory: Path = args.log_dir or trace.log_dir()
+    files = trace.log_files(directory)
+    if not files:
+        print(
+            f"pubsub trace: no program logs in {directory.resolve()} (PUBSUB_LOG_DIR, or "
+            "var/log here): run it where `make dev` runs, or pass --log-dir",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+    found = trace.matching(trace.records(files), args.id)
+    if not found:
+        print(
+            f"pubsub trace: no log line names order or trace {args.id} in the {len(files)} "
+            f"log files of {directory.resolve()} (PUBSUB_LOG_DIR); check the id, or the logs "
+            "were rotated away",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+    trace.render(args.id, found, sys.stdout)
+    return EXIT_OK
+
+
+def cmd_logs(args: argparse.Namespace, _settings: Settings) -> int:
+    """Print the end of every program's log, each line marked with its program; with
+    --follow, keep printing new lines (Ctrl-C stops)."""
+    directory: Path = args.log_dir or trace.log_dir()
+    if not directory.is_dir():
+        print(
+            f"pubsub logs: {directory.resolve()} does not exist (PUBSUB_LOG_DIR, or var/log "
+            "here): start the stack with `make dev` first, or pass --log-dir",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how --follow ends
+        trace.follow(directory, sys.stdout, backlog=args.lines, keep_going=lambda: args.follow)
     return EXIT_OK
 
 
@@ -531,6 +600,24 @@ def build_parser() -> argparse.ArgumentParser:
     scale.add_argument("-o", "--output", type=Path, help="file to write (default: standard output)")
     scale.set_defaults(func=cmd_compose_scale)
 
+    template = sub.add_parser(
+        "template",
+        help="write a CloudFormation template: the messaging stack or the ECS service",
+        description=f"{cmd_template.__doc__} MAX_RECEIVE_COUNT and QUEUE_VISIBILITY_TIMEOUT "
+        "come from the settings; the prefix and the sender are the stack's parameters.",
+    )
+    template.add_argument(
+        "stack",
+        choices=cloudformation.STACKS,
+        help="messaging: topics, queues, DLQs, subscriptions, SES configuration set; "
+        "ecs: the all-in-one task on Fargate; ecs-per-program: one service per program, "
+        "the services scaled on their queue's backlog",
+    )
+    template.add_argument(
+        "-o", "--output", type=Path, help="file to write (default: standard output)"
+    )
+    template.set_defaults(func=cmd_template)
+
     new = sub.add_parser(
         "new-service",
         help="add a service: its handler, registry entry, supervisord block and migration",
@@ -541,6 +628,31 @@ def build_parser() -> argparse.ArgumentParser:
         "--root", type=Path, default=Path(), help="the project's folder (default: here)"
     )
     new.set_defaults(func=cmd_new_service)
+
+    trace_cmd = sub.add_parser(
+        "trace",
+        help="one order's path through every program, from their log files",
+        description=cmd_trace.__doc__,
+    )
+    trace_cmd.add_argument("id", help="an order id (or a trace id)")
+    trace_cmd.add_argument(
+        "--log-dir", type=Path, help="the programs' logs (default: PUBSUB_LOG_DIR, or var/log)"
+    )
+    trace_cmd.set_defaults(func=cmd_trace)
+
+    logs_cmd = sub.add_parser(
+        "logs",
+        help="every program's log in one stream, each line marked with its program",
+        description=cmd_logs.__doc__,
+    )
+    logs_cmd.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
+    logs_cmd.add_argument(
+        "-n", "--lines", type=int, default=10, help="lines of each log to start with (10)"
+    )
+    logs_cmd.add_argument(
+        "--log-dir", type=Path, help="the programs' logs (default: PUBSUB_LOG_DIR, or var/log)"
+    )
+    logs_cmd.set_defaults(func=cmd_logs)
     return parser
 
 

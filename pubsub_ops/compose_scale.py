@@ -21,8 +21,12 @@ _HEAD = """\
 # service); do not edit it, write it again:
 #
 #   .venv/bin/pubsub compose-scale -o var/docker-compose.scale.yml
-#   docker-compose -f docker-compose.yml -f var/docker-compose.scale.yml up -d \\
+#   docker compose -f docker-compose.yml -f var/docker-compose.scale.yml up -d \\
 #       --scale inventory=3 --scale email=2
+#
+# (Compose v1: `docker-compose` with the same arguments.) It needs the app image
+# (`docker compose build app`) and the PostgreSQL image (bash scripts/docker/prepare.sh, or
+# POSTGRES_IMAGE=postgres:17 where the upstream image can be pulled).
 #
 # The all-in-one `app` (every program under one supervisord, SQLite in its volume) moves to
 # the `all-in-one` profile here, so it does not start beside its scaled-out twins. Each
@@ -37,27 +41,55 @@ x-program: &program
   depends_on:
     postgres:
       condition: service_healthy
+    # Its ready.d hook creates the queues and topics the programs look up at start.
+    localstack:
+      condition: service_healthy
   # The image's healthcheck asks supervisord, which does not run in these containers.
   healthcheck:
     disable: true
   environment: &program-env
     AWS_ENDPOINT_URL: ${SCALE_AWS_ENDPOINT_URL:-http://localstack:4566}
-    AWS_REGION: us-east-1
     AWS_ACCESS_KEY_ID: test
     AWS_SECRET_ACCESS_KEY: test
-    RESOURCE_PREFIX: ${RESOURCE_PREFIX:-pubsub}
     DATABASE_URL: postgresql+psycopg://pubsub:pubsub@postgres:5432/pubsub
-    LOG_LEVEL: ${LOG_LEVEL:-INFO}
     # Many instances share one PostgreSQL: 8 handler threads each (the default is 16)
     # keep the connections within its max_connections.
     CONSUMER_CONCURRENCY: ${CONSUMER_CONCURRENCY:-8}
+    # The rest as docker-compose.yml's `app` takes them (the emulator's hook reads the
+    # same topology settings), so one `.env` configures either layout.
+    AWS_REGION: ${AWS_REGION:-us-east-1}
+    RESOURCE_PREFIX: ${RESOURCE_PREFIX:-pubsub}
+    MAX_RECEIVE_COUNT: ${MAX_RECEIVE_COUNT:-5}
+    QUEUE_VISIBILITY_TIMEOUT: ${QUEUE_VISIBILITY_TIMEOUT:-12}
+    EMAIL_SENDER: ${EMAIL_SENDER:-orders@example.com}
+    EMAIL_CONFIRM_SECONDS: ${EMAIL_CONFIRM_SECONDS:-60}
+    WEB_WORKERS: ${WEB_WORKERS:-1}
+    WEB_THREADS: ${WEB_THREADS:-8}
+    WEB_TEMPLATES_AUTO_RELOAD: ${WEB_TEMPLATES_AUTO_RELOAD:-false}
+    OUTBOX_PUBLISH_ON_COMMIT: ${OUTBOX_PUBLISH_ON_COMMIT:-true}
+    OUTBOX_POLL_INTERVAL: ${OUTBOX_POLL_INTERVAL:-0.1}
+    OUTBOX_CLAIM_SECONDS: ${OUTBOX_CLAIM_SECONDS:-30}
+    OUTBOX_REPUBLISH_AFTER: ${OUTBOX_REPUBLISH_AFTER:-120}
+    CONSUMER_POLLERS: ${CONSUMER_POLLERS:-2}
+    CONSUMER_WAIT_SECONDS: ${CONSUMER_WAIT_SECONDS:-20}
+    CATALOG_PATH: ${CATALOG_PATH:-pubsub_supervisor/catalog.json}
+    OPERATOR_PASSWORD: ${OPERATOR_PASSWORD:-}
+    TRUSTED_PROXIES: ${TRUSTED_PROXIES:-0}
+    ORDER_RATE_LIMIT: ${ORDER_RATE_LIMIT:-30/minute}
+    RATE_LIMIT_STORAGE_URI: ${RATE_LIMIT_STORAGE_URI:-memory://}
+    MAX_ORDERS_PER_EMAIL_PER_HOUR: ${MAX_ORDERS_PER_EMAIL_PER_HOUR:-10}
+    MAX_QUANTITY_PER_LINE: ${MAX_QUANTITY_PER_LINE:-1000}
+    MAX_UNITS_PER_ORDER: ${MAX_UNITS_PER_ORDER:-5000}
+    LOG_LEVEL: ${LOG_LEVEL:-INFO}
 
 services:
   app:
     profiles: ["all-in-one"]
 
   postgres:
-    image: ${POSTGRES_IMAGE:-postgres:16}
+    # Built here from Debian's package by scripts/docker/prepare.sh (no registry needed);
+    # the upstream image takes the same settings: POSTGRES_IMAGE=postgres:17.
+    image: ${POSTGRES_IMAGE:-pubsub-supervisor/postgres:trixie}
     environment:
       POSTGRES_USER: pubsub
       POSTGRES_PASSWORD: pubsub

@@ -169,6 +169,8 @@ def program_policy(topology: Topology, arns: Arns, program: str) -> dict[str, An
             _statement(
                 "ReadinessProbe", ("sns:GetTopicAttributes",), [arns.topic(topology.order_topic)]
             ),
+            # Each order's event goes out right after its commit (the relay catches the rest).
+            _statement("PublishOrderEvents", ("sns:Publish",), [arns.topic(topology.order_topic)]),
             _statement("QueueDepths", DEPTH_ACTIONS, sorted(queues + dlqs)),
             _statement("ReadDeadLetters", DLQ_READ_ACTIONS, sorted(dlqs)),
         ]

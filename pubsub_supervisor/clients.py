@@ -30,14 +30,23 @@ if TYPE_CHECKING:
     from pubsub_supervisor.settings import Settings
 
 
-def client_config(pool: int = 32, *, probe: bool = False, retry: bool = True) -> Config:
+#: Added to the User-Agent of readiness calls, so the emulator can leave them out of its
+#: console (localstack/init/start.d/quiet-probes.py); real AWS ignores it.
+READINESS_AGENT = "pubsub-readiness"
+
+
+def client_config(
+    pool: int = 32, *, probe: bool = False, retry: bool = True, agent: str | None = None
+) -> Config:
     """Connection pool sized for threaded consumers; short timeouts so outages surface.
 
     A probe (readiness checks) fails within seconds instead of retrying. Without `retry`,
     a call is made once: botocore retries a timed-out call blindly, which for SES's
     SendEmail could send a second email (the email service settles a lost answer itself).
+    `agent` is added to the User-Agent.
     """
     return Config(
+        user_agent_extra=agent,
         retries={"mode": "standard", "max_attempts": 3 if retry and not probe else 1},
         max_pool_connections=pool,
         connect_timeout=2 if probe else 5,
@@ -56,17 +65,20 @@ class AwsClients:
     sts: STSClient
 
 
-def make_clients(settings: Settings, pool: int = 32, *, probe: bool = False) -> AwsClients:
+def make_clients(
+    settings: Settings, pool: int = 32, *, probe: bool = False, agent: str | None = None
+) -> AwsClients:
     """Clients for the configured endpoint; with no endpoint, real AWS."""
     session = boto3.session.Session(region_name=settings.aws_region)
-    kwargs: dict[str, Any] = {"config": client_config(pool, probe=probe)}
+    kwargs: dict[str, Any] = {"config": client_config(pool, probe=probe, agent=agent)}
     if settings.aws_endpoint_url:
         kwargs["endpoint_url"] = settings.aws_endpoint_url
     return AwsClients(
         sns=session.client("sns", **kwargs),
         sqs=session.client("sqs", **kwargs),
         ses=session.client(
-            "ses", **(kwargs | {"config": client_config(pool, probe=probe, retry=False)})
+            "ses",
+            **(kwargs | {"config": client_config(pool, probe=probe, retry=False, agent=agent)}),
         ),
         sts=session.client("sts", **kwargs),
     )

@@ -9,7 +9,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, create_engine, event
+import sqlalchemy
+from sqlalchemy import Connection, Engine, Table, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 
@@ -38,13 +39,19 @@ def _enable_wal(cursor: Any) -> None:
             time.sleep(0.05)
 
 
+def _create_engine(url: str, **options: Any) -> Engine:
+    # Looked up on each call, not imported: the SQLAlchemy instrumentation (tracing.py)
+    # wraps `sqlalchemy.create_engine` after this module was imported.
+    return sqlalchemy.create_engine(url, **options)
+
+
 def make_engine(url: str) -> Engine:
     """An engine for `url`; for SQLite: WAL, a busy timeout and explicit BEGIN modes."""
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
         # READ COMMITTED (PostgreSQL's default): concurrent writers are kept apart by row
         # locks (SELECT ... FOR UPDATE), unique keys and ON CONFLICT, not by retries.
-        return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+        return _create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
     if (
         parsed.database
         and parsed.database != ":memory:"
@@ -54,7 +61,7 @@ def make_engine(url: str) -> Engine:
         database = Path(parsed.database)
         files.private_dir(database.parent)
         files.private_file(database)
-    engine = create_engine(url, pool_size=16, max_overflow=16)
+    engine = _create_engine(url, pool_size=16, max_overflow=16)
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:

@@ -17,7 +17,7 @@ from pydantic import (
     field_validator,
 )
 
-from pubsub_supervisor import registry
+from pubsub_supervisor import registry, tracing
 from pubsub_supervisor.bounds import (
     MAX_LINES,
     MAX_NAME,
@@ -69,7 +69,8 @@ class _Event(BaseModel):
     schema_version: StrictInt = SCHEMA_VERSION
     event_id: Id = Field(default_factory=new_id)
     occurred_at: datetime = Field(default_factory=utcnow)
-    trace_id: Id = Field(default_factory=new_id)
+    #: The W3C trace id of the trace the event belongs to (see tracing.py).
+    trace_id: Id = Field(default_factory=tracing.current_trace_id)
 
 
 class OrderItem(BaseModel):
@@ -127,11 +128,11 @@ _TYPES: dict[str, type[OrderCreated] | type[ServiceResult]] = {
 
 
 def message_attributes(event: Event) -> dict[str, dict[str, str]]:
-    """SNS message attributes: filterable and visible without parsing the body."""
+    """SNS message attributes: filterable and visible without parsing the body (the trace
+    context is added beside them: tracing.py)."""
     return {
         "event_id": {"DataType": "String", "StringValue": event.event_id},
         "event_type": {"DataType": "String", "StringValue": event.event_type},
-        "trace_id": {"DataType": "String", "StringValue": event.trace_id},
     }
 
 

@@ -34,6 +34,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    insert,
     select,
     update,
 )
@@ -82,6 +83,23 @@ def order_columns() -> tuple[Column[Any], ...]:
 
 
 processed_orders = Table(ORDERS_TABLE, MetaData(), *order_columns())
+
+_ORDER_KEYS = tuple(column.name for column in order_columns())
+
+
+def add_orders_table(op: Any) -> None:
+    """Create `processed_orders` with each order already handled recorded by its earliest
+    event (its first outcome): the migration of every service that acts once per order."""
+    orders = op.create_table(ORDERS_TABLE, *order_columns())
+    conn = op.get_bind()
+    first: dict[str, dict[str, object]] = {}
+    done = select(processed_events).where(processed_events.c.status != IN_PROGRESS)
+    ordered = done.order_by(processed_events.c.processed_at, processed_events.c.event_id)
+    for row in conn.execute(ordered):
+        first.setdefault(row.order_id, dict(row._mapping))
+    if first:
+        conn.execute(insert(orders), [{k: row[k] for k in _ORDER_KEYS} for row in first.values()])
+
 
 IN_PROGRESS = "in_progress"
 

@@ -11,7 +11,10 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-#: Ids bound to the current thread of work: event_id, order_id, trace_id, message_id.
+from opentelemetry import trace
+
+#: Ids bound to the current thread of work: event_id, order_id, trace_id, message_id
+#: (trace_id, when none is bound, is the current span's).
 _context: contextvars.ContextVar[dict[str, str]] = contextvars.ContextVar("log_context")
 
 _RESERVED = frozenset(vars(logging.makeLogRecord({})))
@@ -50,6 +53,11 @@ class JsonFormatter(logging.Formatter):
             "message": record.getMessage(),
             **_context.get({}),
         }
+        if "trace_id" not in line:
+            # Inside a span (a request, a message's handling): its W3C trace id.
+            span = trace.get_current_span().get_span_context()
+            if span.is_valid:
+                line["trace_id"] = trace.format_trace_id(span.trace_id)
         for key, value in vars(record).items():
             if key not in _RESERVED and not key.startswith("_"):
                 line[key] = value

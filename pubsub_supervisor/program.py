@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from types import FrameType
 from typing import Any, NoReturn, Protocol
 
-from pubsub_supervisor import logs, metrics
+from pubsub_supervisor import logs, metrics, tracing
 from pubsub_supervisor.clients import AwsClients, make_clients, queue_url, until_reachable
 from pubsub_supervisor.errors import ConfigError
 from pubsub_supervisor.runtime import Consumer, ConsumerConfig, Handler, exit_after_drain
@@ -84,7 +84,11 @@ def consumer_for(
         url,
         handler,
         config=dataclasses.replace(config, **overrides),
-        middleware=[MetricsMiddleware(settings.program_name, spec.name), *middleware],
+        middleware=[
+            MetricsMiddleware(settings.program_name, spec.name),
+            tracing.SpanEvents(),
+            *middleware,
+        ],
         on_dead_letter=on_dead_letter,
     )
 
@@ -98,6 +102,7 @@ def run_program(
         settings = settings or Settings()
         logs.configure(settings.program_name or program, settings.log_level)
         metrics.prepare()
+        tracing.init(settings.program_name or program)
         clients = make_clients(
             settings,
             pool=pool
@@ -107,7 +112,10 @@ def run_program(
     except ConfigError as error:
         log.critical("configuration error", extra={"error": str(error)})
         return EXIT_CONFIG
-    return run_parts(parts)
+    code = run_parts(parts)
+    # The program exits without the interpreter's teardown (exit_after_drain).
+    tracing.flush()
+    return code
 
 
 def run_parts(parts: Sequence[Part], *, stop_seconds: float = STOP_SECONDS) -> int:

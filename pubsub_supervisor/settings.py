@@ -45,12 +45,14 @@ class Settings(BaseSettings):
     #: Receives before SQS moves a message to its dead-letter queue.
     max_receive_count: int = Field(default=5, ge=1, le=1000)
     #: Visibility timeout of the service queues, in seconds.
-    queue_visibility_timeout: int = Field(default=30, ge=1, le=43200)
+    queue_visibility_timeout: int = Field(default=12, ge=1, le=43200)
 
     web_host: str = "127.0.0.1"
     web_port: int = Field(default=3000, ge=1, le=65535)
     web_workers: int = Field(default=1, ge=1, le=64)
     web_threads: int = Field(default=8, ge=1, le=256)
+    #: Read a template again when its file changes (`make dev` sets it; Flask caches them).
+    web_templates_auto_reload: bool = False
     #: Signs the web's session cookie (its CSRF tokens). Unset: one is generated on first
     #: start and kept in DATA_DIR/web-secret-key, shared by every gunicorn worker.
     web_secret_key: SecretStr | None = None
@@ -98,6 +100,9 @@ class Settings(BaseSettings):
     #: Long-poll wait per ReceiveMessage call, in seconds (20 is the SQS maximum).
     consumer_wait_seconds: int = Field(default=20, ge=0, le=20)
 
+    #: Publish each order's event from the web right after its commit (the relay's poll
+    #: then only catches what that missed); off: the relay's poll publishes everything.
+    outbox_publish_on_commit: bool = True
     #: Outbox relay: seconds between polls of the outbox when it is idle.
     outbox_poll_interval: float = Field(default=0.1, gt=0, le=60)
     #: Outbox relay: seconds a relay owns the rows it claimed; a dead relay's rows are

@@ -79,7 +79,7 @@ def build_topology(
     prefix: str,
     services: Iterable[str | ServiceSpec] = registry.SERVICES,
     max_receive_count: int = 5,
-    visibility_timeout: int = 30,
+    visibility_timeout: int = 12,
     email_identities: Iterable[str] = (),
 ) -> Topology:
     """Name every resource from one prefix; `services` are specs or registered names."""
@@ -424,7 +424,7 @@ def _apply_subscription(
 HOOK_ENV = {
     "RESOURCE_PREFIX": "pubsub",
     "MAX_RECEIVE_COUNT": "5",
-    "QUEUE_VISIBILITY_TIMEOUT": "30",
+    "QUEUE_VISIBILITY_TIMEOUT": "12",
     "EMAIL_SENDER": "orders@example.com",
     "AWS_REGION": "us-east-1",
 }

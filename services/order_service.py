@@ -24,6 +24,7 @@ from pubsub_supervisor.events import (
 )
 from pubsub_supervisor.idempotency import Outcome
 from pubsub_supervisor.program import Part, consumer_for, exit_after_drain, run_program
+from pubsub_supervisor.publish_batcher import PublishBatcher
 from pubsub_supervisor.runtime import Message
 from pubsub_supervisor.settings import Settings
 
@@ -40,7 +41,8 @@ class OrderService(Protocol):
 
 
 class ResultPublisher:
-    """Sends a service's outcome for an order back to the web."""
+    """Sends a service's outcome for an order back to the web, in batches: concurrent
+    handlers' results share one PublishBatch."""
 
     def __init__(
         self,
@@ -50,12 +52,14 @@ class ResultPublisher:
         *,
         should_stop: Callable[[], bool] = lambda: False,
         retry_seconds: float = 300.0,
+        more_coming: Callable[[int], bool] = lambda _batched: False,
     ) -> None:
         self.sns = sns
         self.topic_arn = topic_arn
         self.service = service
         self.should_stop = should_stop
         self.retry_seconds = retry_seconds
+        self.batcher = PublishBatcher(sns, topic_arn, more_coming=more_coming)
 
     def publish(self, order_id: str, outcome: Outcome, trace_id: str | None) -> None:
         """Publish one result; while SNS is unreachable, retry here.
@@ -74,11 +78,7 @@ class ResultPublisher:
             trace_id=trace_id or new_id(),
         )
         retry_transient(
-            lambda: self.sns.publish(
-                TopicArn=self.topic_arn,
-                Message=encode(result),
-                MessageAttributes=message_attributes(result),  # type: ignore[arg-type]
-            ),
+            lambda: self.batcher.publish(encode(result), message_attributes(result)),
             f"publish {self.service} result",
             should_stop=self.should_stop,
             max_seconds=self.retry_seconds,
@@ -141,6 +141,8 @@ def service_parts(
             arns.topic(settings.topology.results_topic),
             name,
             should_stop=lambda: consumer.stopping,
+            # Other messages in hand will end in a result soon: worth a short linger.
+            more_coming=lambda batched: consumer.capacity.working() > batched,
         )
         consumer = consumer_for(
             settings,

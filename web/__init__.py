@@ -9,8 +9,7 @@ from typing import Any
 from flask import Flask, Response, g, make_response, render_template, request
 from werkzeug.exceptions import HTTPException, InternalServerError
 
-from pubsub_supervisor import logs, metrics
-from pubsub_supervisor.events import new_id
+from pubsub_supervisor import logs, metrics, tracing
 from pubsub_supervisor.settings import Settings
 from web.context import WebContext
 
@@ -24,8 +23,15 @@ def create_app(settings: Settings | None = None) -> Flask:
     """Build the Flask app; tests pass their own settings."""
     settings = settings or Settings()
     metrics.prepare()
+    # Here, not at import: gunicorn builds the app in each worker, after the fork, where
+    # the exporter's thread must start.
+    tracing.init(settings.program_name)
     app = Flask(__name__)
-    app.config.from_mapping(MAX_CONTENT_LENGTH=MAX_CONTENT_LENGTH, JSON_SORT_KEYS=False)
+    app.config.from_mapping(
+        MAX_CONTENT_LENGTH=MAX_CONTENT_LENGTH,
+        JSON_SORT_KEYS=False,
+        TEMPLATES_AUTO_RELOAD=settings.web_templates_auto_reload,
+    )
     # "//api//orders" is no route of ours, not a redirect: a redirect copies the client's
     # query string into its Location header, where a stray CR or LF cannot go.
     app.url_map.merge_slashes = False
@@ -35,7 +41,9 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     from web import access, api, health, limits, monitoring, pages, security
 
-    # Request hooks run in this order: trace id, operator guard, CSRF, rate limits.
+    # Request hooks run in this order: the request's span, trace id, operator guard, CSRF,
+    # rate limits.
+    tracing.instrument_app(app)
     _install_request_context(app, settings.program_name)
     access.init_app(app, settings)
     security.init_app(app, settings)
@@ -102,12 +110,9 @@ _QUIET = ("/healthz", "/readyz", "/metrics", "/static/")
 def _install_request_context(app: Flask, program: str) -> None:
     @app.before_request
     def _start() -> None:
-        # A trace id starts here (or is continued from the caller) and travels with
-        # the order's events through SNS and SQS into every service's logs.
-        incoming = request.headers.get("X-Trace-Id", "")
-        # ASCII only: `isalnum()` alone takes "éé", which the event model refuses.
-        usable = incoming.isascii() and incoming.isalnum() and len(incoming) <= 64
-        g.trace_id = incoming if usable else new_id()
+        # The request's span (a new trace, or the caller's `traceparent` continued): its
+        # trace id travels with the order's events into every service's logs.
+        g.trace_id = tracing.current_trace_id()
         g.started = time.perf_counter()
         g.log_scope = logs.bound(trace_id=g.trace_id)
         g.log_scope.__enter__()

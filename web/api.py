@@ -60,6 +60,8 @@ def create_order() -> tuple[Response, int]:
     if refusal is not None:
         return _error(429, refusal)
     event = store.place_order(context.engine, order, context.catalog, g.trace_id)
+    if context.commit_publisher is not None:
+        context.commit_publisher.notify()
     body = store.get_order(context.engine, event.order_id)
     response = jsonify(body)
     response.headers["Location"] = f"/api/orders/{event.order_id}"

@@ -41,11 +41,25 @@ control_socket_disable = True
 # Refuse absurd headers before they reach Flask.
 limit_request_line = 8190
 limit_request_fields = 100
-# supervisorctl is the control interface; gunicorn's own control socket would sit in $HOME,
-# shared by every stack a user runs (and not writable in the container).
-control_socket_disable = True
 
 
 def post_fork(_server: object, _worker: object) -> None:
     """Each worker logs JSON under the program's name."""
     logs.configure(_settings.program_name, _settings.log_level)
+
+
+#: The project's packages, imported by this file into gunicorn's master process, and
+#: prometheus_client, whose default registry would otherwise still hold the metrics the old
+#: modules registered (the new workers' import would register them again and fail).
+_RELOADED_PACKAGES = ("web", "services", "pubsub_supervisor", "prometheus_client")
+
+
+def on_reload(_server: object) -> None:
+    """On HUP, forget the project's modules so the new workers import the code as saved."""
+    import sys
+
+    # Workers are forked from the master: without this they would reuse its imports of
+    # web/ (this file imports the package) and run the old code (`make dev`'s reload).
+    for name in list(sys.modules):
+        if name.split(".", 1)[0] in _RELOADED_PACKAGES:
+            del sys.modules[name]

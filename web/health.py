@@ -48,14 +48,14 @@ def readyz() -> tuple[Response, int]:
     _check("database", database, checks)
     _check(
         "sns",
-        lambda: context.probe.sns.get_topic_attributes(
+        lambda: context.readiness.sns.get_topic_attributes(
             TopicArn=context.topic_arns[topology.order_topic]
         ),
         checks,
     )
     _check(
         "sqs",
-        lambda: context.probe.sqs.get_queue_url(QueueName=topology.queue_for("web").name),
+        lambda: context.readiness.sqs.get_queue_url(QueueName=topology.queue_for("web").name),
         checks,
     )
     ready = all(v == "ok" for v in checks.values())

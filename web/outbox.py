@@ -5,6 +5,10 @@ each claims its batch atomically (FOR UPDATE SKIP LOCKED; on SQLite the write lo
 lease, so every event is published by one relay, and a dead relay's rows are taken over
 once its lease ends.
 
+The web's own processes publish each event right after its commit (`CommitPublisher`),
+through the same claims, so an order reaches SNS within milliseconds; the relay's poll
+publishes whatever they did not (a crash between commit and publish, SNS down).
+
 It also publishes again the event of an order some service has not reported on long
 after publication: the broker may have lost the message (an emulator restarted without
 its state, a purged queue). The services are idempotent, so a second copy is harmless.
@@ -12,6 +16,7 @@ its state, a purged queue). The services are idempotent, so a second copy is har
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import os
@@ -25,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, func, or_, select, update
 
-from pubsub_supervisor import db, logs
+from pubsub_supervisor import db, logs, tracing
 from pubsub_supervisor.events import utcnow
 from pubsub_supervisor.retry import backoff
 from web.schema import order_services, outbox
@@ -223,9 +228,10 @@ class OutboxRelay:
             for row in rows
         ]
         try:
-            response = self.sns.publish_batch(
-                TopicArn=self.topic_arns[topic], PublishBatchRequestEntries=entries
-            )
+            with tracing.publishing(self.topic_arns[topic], entries):
+                response = self.sns.publish_batch(
+                    TopicArn=self.topic_arns[topic], PublishBatchRequestEntries=entries
+                )
         except Exception as error:
             self._failures += 1
             self._mark_failed({row.seq: str(error) for row in rows}, rows)
@@ -276,10 +282,76 @@ class OutboxRelay:
                     )
 
 
+class CommitPublisher:
+    """Publishes committed events from the process that committed them, at once: `notify()`
+    after a commit wakes a thread that runs the relay's claim-and-publish until nothing is
+    due (the claims keep each event to one publisher)."""
+
+    def __init__(self, make_relay: Callable[[], OutboxRelay]) -> None:
+        #: Built on first use, in the thread: after gunicorn's fork, and an unreachable
+        #: endpoint at start-up only delays publishing to the relay's poll.
+        self.make_relay = make_relay
+        self._relay: OutboxRelay | None = None
+        self._wake = threading.Event()
+        self._closing = threading.Event()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+
+    def notify(self) -> None:
+        """An event was committed: publish what is due soon (never blocks, never raises)."""
+        with self._lock:
+            # A thread does not survive a fork: each gunicorn worker starts its own.
+            if self._thread is None or self._pid != os.getpid():
+                self._pid = os.getpid()
+                self._thread = threading.Thread(
+                    target=self._run, name="commit-publisher", daemon=True
+                )
+                self._thread.start()
+                # A worker that exits (gunicorn's graceful stop) first publishes what it
+                # committed, instead of leaving claimed rows to the end of their lease.
+                atexit.register(self.close)
+        self._wake.set()
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Publish what is due, then end the thread (within `timeout`)."""
+        thread = self._thread
+        if thread is None or self._pid != os.getpid():
+            return
+        self._closing.set()
+        self._wake.set()
+        thread.join(timeout)
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            try:
+                self.publish_due()
+            except Exception as error:
+                # The relay's poll publishes it instead; nothing is lost.
+                log.warning("publish after commit failed", extra={"error": str(error)})
+            if self._closing.is_set():
+                return
+
+    def publish_due(self) -> int:
+        """Publish what is due, one batch after another; returns how many were published."""
+        if self._relay is None:
+            self._relay = self.make_relay()
+        total = 0
+        while True:
+            published = self._relay.relay_once()
+            total += published
+            # A failed publish left its rows to the relay's backoff; a short batch means
+            # nothing more is due.
+            if published < PUBLISH_BATCH:
+                return total
+
+
 def _log_each(rows: list[Any], message: str, **extra: str) -> None:
     """One line per event, with the ids that tie it to its order and its request."""
     level = logging.WARNING if extra else logging.INFO
     for row in rows:
-        trace = json.loads(row.attributes).get("trace_id", {}).get("StringValue")
+        trace = tracing.stored_trace_id(json.loads(row.attributes))
         with logs.bound(event_id=row.event_id, order_id=row.aggregate_id, trace_id=trace):
             log.log(level, message, extra={"attempts": row.attempts, **extra})

@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, func, insert, select, update
 
-from pubsub_supervisor import db, logs
+from pubsub_supervisor import db, logs, tracing
 from pubsub_supervisor.catalog import Product
 from pubsub_supervisor.events import (
     OrderCreated,
@@ -99,7 +99,8 @@ def place_order(
                 aggregate_id=event.order_id,
                 topic=ORDER_EVENTS,
                 body=encode(event),
-                attributes=json.dumps(message_attributes(event)),
+                # With the request's trace context: the relay's publish continues it.
+                attributes=json.dumps(tracing.with_context(message_attributes(event))),
                 created_at=now,
                 attempts=0,
                 next_attempt_at=now,

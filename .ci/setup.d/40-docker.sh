@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
-# Docker tier: a running engine with compose, the local base and LocalStack images, and the
-# app image (Dockerfile.supervisor) built on that base and scanned for secrets. Any failure
-# here fails CI: the compose and testcontainers tests must run, not skip.
+# Docker tier: a running engine with compose, the local base, LocalStack and PostgreSQL
+# images, and the app image (Dockerfile.supervisor) built on that base and scanned for
+# secrets. Any failure here fails CI: the compose and testcontainers tests must run, not skip.
 # Appends the image names and testcontainers settings the tests read to $CI_ENV_FILE.
 set -Eeuo pipefail
 cd "$(dirname "$0")/../.."
 
 start=$(date +%s)
 bash scripts/docker/prepare.sh
+# The watch test needs Compose v2 (engine.sh installs it): fail here rather than later.
+docker compose version >/dev/null 2>&1 \
+  || { echo "!! 40-docker: no docker compose (v2) after prepare.sh: see engine.sh's output above" >&2; exit 1; }
 
 export BASE_IMAGE=pubsub-supervisor/base:trixie
 export APP_IMAGE=pubsub-supervisor/app:latest
@@ -18,6 +21,7 @@ bash scripts/docker/scan-image.sh "$APP_IMAGE"
 
 cat >>"${CI_ENV_FILE:?run through .ci/run}" <<ENV
 LOCALSTACK_IMAGE=pubsub-supervisor/localstack:4.14.0-native
+POSTGRES_IMAGE=pubsub-supervisor/postgres:trixie
 BASE_IMAGE=$BASE_IMAGE
 APP_IMAGE=$APP_IMAGE
 TESTCONTAINERS_RYUK_DISABLED=true

@@ -20,6 +20,7 @@ from sqlalchemy import Engine, func, select
 from bench.core.cpu import tree_cpu_s
 from bench.core.results import ms
 from bench.core.stats import Latency, completion_rate, kept_up, rate_ladder, step_size
+from bench.e2e import calls
 from bench.e2e.load import Sent, open_loop, order_body
 from bench.e2e.stack import SKU, BenchStack
 from pubsub_supervisor import db
@@ -100,6 +101,13 @@ class StepResult:
     #: emulator's, and the stack's (supervisord and every program).
     emulator_cpu_ms: float | None = None
     stack_cpu_ms: float | None = None
+    #: AWS calls of every program from the step's start until it settled, by operation.
+    calls: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def calls_per_order(self) -> dict[str, float]:
+        """`calls` divided by the accepted orders."""
+        return calls.per_order(self.calls, self.accepted)
 
 
 def epoch(value: datetime) -> float:
@@ -247,6 +255,7 @@ class E2E:
         count = step_size(rate, plan.step_seconds, plan.max_orders)
         seq = last_seq(self.stack.engine)
         cpu_before = self._cpu()
+        started = time.time()
         sent = open_loop(
             self.stack.base_url,
             self._body(self._sent_total),
@@ -267,6 +276,7 @@ class E2E:
             order_times(self.stack.engine, seq),
             settled,
         )
+        step.calls = calls.count(calls.read(self.stack.call_log), started, time.time())
         if accepted:
             step.emulator_cpu_ms, step.stack_cpu_ms = (
                 (after - before) * 1000 / accepted
@@ -276,6 +286,13 @@ class E2E:
             )
         self.say("  " + describe(step))
         return step
+
+    def idle_calls(self, seconds: float) -> dict[str, float]:
+        """AWS calls per minute, by operation, while no order comes in for `seconds`."""
+        started = time.time()
+        time.sleep(seconds)
+        counts = calls.count(calls.read(self.stack.call_log), started, time.time())
+        return {op: n * 60 / seconds for op, n in counts.items()}
 
     def ladder(self) -> list[StepResult]:
         """Climb the rate ladder until a step does not keep up (saturation)."""
@@ -311,5 +328,6 @@ def describe(step: StepResult) -> str:
         f"completed {rate}, e2e p50/p95/p99 {ms(step.e2e, 'p50')}/{ms(step.e2e, 'p95')}/"
         f"{ms(step.e2e, 'p99')} ms, publish lag p50 {ms(step.publish_lag, 'p50')} ms"
         + (f", emulator {step.emulator_cpu_ms:.1f} ms CPU/order" if step.emulator_cpu_ms else "")
+        + (f", {sum(step.calls_per_order.values()):.2f} AWS calls/order" if step.calls else "")
         + ("" if step.settled else " (not settled in time)")
     )

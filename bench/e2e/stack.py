@@ -18,6 +18,7 @@ from devtools.emulator import free_port
 from pubsub_supervisor.db import make_engine
 from pubsub_supervisor.provision import provision
 from pubsub_supervisor.settings import Settings
+from tests.support.fixtures import CALL_RECORDER
 from tests.support.stack import SupervisedStack
 
 #: The one product the load generator orders; stock enough that inventory never rejects.
@@ -37,6 +38,8 @@ class BenchStack:
     #: The web's own store, opened read-only-in-practice by the harness: its timestamps
     #: are the ones the API shows (created_at, services.<name>.updated_at).
     engine: Engine
+    #: Every AWS call the stack's programs make, one JSON line each (see `bench.e2e.calls`).
+    call_log: Path
 
     @property
     def base_url(self) -> str:
@@ -79,7 +82,11 @@ def running_stack(endpoint_url: str, state_dir: Path, say: Say) -> Iterator[Benc
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         os.environ.setdefault(name, "test")
     provision(settings, progress=lambda _line: None)
+    call_log = state_dir / "aws-calls.jsonl"
     env = {
+        # Every program records each botocore call it makes, the same way.
+        "PYTHONPATH": str(CALL_RECORDER),
+        "PUBSUB_TEST_AWS_CALL_LOG": str(call_log),
         "AWS_ENDPOINT_URL": endpoint_url,
         "AWS_REGION": settings.aws_region,
         "AWS_ACCESS_KEY_ID": "test",
@@ -97,7 +104,7 @@ def running_stack(endpoint_url: str, state_dir: Path, say: Say) -> Iterator[Benc
     supervised.start(timeout=START_TIMEOUT_S)
     engine = make_engine(settings.database_url("web"))
     try:
-        yield BenchStack(supervised, settings, engine)
+        yield BenchStack(supervised, settings, engine, call_log)
     finally:
         engine.dispose()
         supervised.stop()

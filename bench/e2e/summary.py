@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bench.core.results import ms, rate
+from bench.e2e import calls
 from bench.e2e.fanout import FanoutResult
 from bench.e2e.ladder import StepResult
 from bench.e2e.publisher import PostResult, RelayResult
@@ -71,6 +72,31 @@ def e2e_notes(fanout: Sequence[FanoutResult]) -> str:
         else:
             lines.append(f"raw SNS fan-out, {f.threads} thread(s): {f.status} {f.detail}")
     return "\n".join(lines)
+
+
+CALLS_HEAD = (
+    "calls per order",
+    *(op.split(".", 1)[1] for op in calls.SHOWN),
+    "other",
+    "total",
+)
+
+
+def calls_rows(
+    steps: Sequence[StepResult], idle_per_minute: dict[str, float] | None
+) -> list[list[str]]:
+    """AWS calls per order by operation at each step, idle calls per minute, the floor."""
+    rows = []
+    for s in steps:
+        if not s.calls:
+            continue
+        state = "kept up" if s.kept_up else "saturated"
+        label = f"{s.offered:g}/s ({state}{', half load' if s.half_load else ''})"
+        rows.append([label, *(f"{v:.2f}" for v in calls.grouped(s.calls_per_order))])
+    if idle_per_minute:
+        rows.append(["idle, per minute", *(f"{v:.1f}" for v in calls.grouped(idle_per_minute))])
+    rows.append(["design minimum", *(f"{v:.2f}" for v in calls.grouped(calls.design_minimum()))])
+    return rows
 
 
 PUBLISHER_HEAD = ("what", "rate/s", "p50 ms", "p99 ms", "count")

@@ -183,7 +183,11 @@ def relay_poll_cost(stack: BenchStack) -> dict[str, float]:
     and what that makes at the configured OUTBOX_POLL_INTERVAL."""
     source = stack.settings.data_dir / "web.sqlite3"
     copy = source.with_name("relay-probe.sqlite3")
-    with sqlite3.connect(source) as live, sqlite3.connect(copy) as target:
+    # sqlite3's `with` commits but does not close; closing() does.
+    with (
+        contextlib.closing(sqlite3.connect(source)) as live,
+        contextlib.closing(sqlite3.connect(copy)) as target,
+    ):
         live.backup(target)
     engine = make_engine(f"sqlite:///{copy}")
     try:

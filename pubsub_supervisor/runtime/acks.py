@@ -6,6 +6,7 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from pubsub_supervisor.runtime.capacity import Capacity
@@ -19,9 +20,25 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+#: How many of the recent gaps between acks a batch waits for the next one.
+PATIENCE_GAPS = 3.0
+#: Weight of the newest gap in the running average.
+GAP_WEIGHT = 0.3
+
+
 class AckBatcher:
-    """Gathers messages to delete, lingering briefly while more are on their way, and sends
-    one DeleteMessageBatch per gathering; threads run `run()` until `stop()`."""
+    """Gathers messages to delete and sends one DeleteMessageBatch per gathering; threads
+    run `run()` until `stop()`.
+
+    A batch waits for more while its ten are not reached: briefly (`linger_seconds`) while
+    messages in hand are about to be acked, and, while acks keep arriving, for the next one
+    if it is due within a few of the recent gaps between acks, never past `interval_seconds`
+    after its first message. So a steady trickle (ten orders a second) shares its deletes
+    instead of paying one call per message, while the last messages of a burst (a drained
+    backlog) and a lone message on a quiet queue go at once. A delete that waits costs
+    nothing if the process dies meanwhile: the message comes back after its visibility
+    timeout and the handler's idempotency makes the second delivery harmless.
+    """
 
     def __init__(
         self,
@@ -32,6 +49,8 @@ class AckBatcher:
         hooks: Hooks,
         stopping: threading.Event,
         linger_seconds: float,
+        interval_seconds: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.sqs = sqs
         self.queue_url = queue_url
@@ -39,12 +58,27 @@ class AckBatcher:
         self.hooks = hooks
         self.stopping = stopping
         self.linger_seconds = linger_seconds
+        self.interval_seconds = interval_seconds
+        self.clock = clock
         #: Messages to delete; None tells one thread to exit.
         self._acks: queue.SimpleQueue[Message | None] = queue.SimpleQueue()
         self._gather_lock = threading.Lock()
+        #: When the last ack arrived, and the running average of the gaps between acks.
+        self._last_put: float | None = None
+        self._gap = float("inf")
 
     def put(self, message: Message) -> None:
         """Delete this message soon."""
+        self.capacity.handled(message)
+        now = self.clock()
+        last, self._last_put = self._last_put, now
+        if last is not None:
+            gap = now - last
+            self._gap = (
+                gap
+                if self._gap == float("inf")
+                else (GAP_WEIGHT * gap + (1 - GAP_WEIGHT) * self._gap)
+            )
         self._acks.put(message)
 
     def stop(self, threads: int) -> None:
@@ -69,15 +103,15 @@ class AckBatcher:
         if first is None:
             return [], True
         batch = [first]
-        linger_until = time.monotonic() + self.linger_seconds
+        opened = self.clock()
         # What is waiting, and, for a moment, what handlers working on the messages in
-        # hand are about to add.
+        # hand are about to add, or the next ack of a steady stream.
         while len(batch) < SQS_BATCH:
             try:
                 more = self._acks.get_nowait()
             except queue.Empty:
-                wait = linger_until - time.monotonic()
-                if wait <= 0 or not self._more_coming(len(batch)):
+                wait = self._wait(opened)
+                if wait <= 0:
                     break
                 try:
                     more = self._acks.get(timeout=wait)
@@ -88,11 +122,25 @@ class AckBatcher:
             batch.append(more)
         return batch, False
 
-    def _more_coming(self, batched: int) -> bool:
-        """True while messages in hand beyond the batch being gathered may still end in an
-        ack (handlers running, or about to start); a lone message (a quiet queue) is then
+    def _wait(self, opened: float) -> float:
+        """How much longer the batch opened at `opened` may wait for its next message."""
+        if self.stopping.is_set():
+            return 0.0
+        now = self.clock()
+        wait = 0.0
+        if self._more_coming():
+            wait = opened + self.linger_seconds - now
+        if self._last_put is not None:
+            # The next ack of a stream is due about one gap after the last one.
+            due = self._last_put + PATIENCE_GAPS * self._gap
+            wait = max(wait, min(due, opened + self.interval_seconds) - now)
+        return wait
+
+    def _more_coming(self) -> bool:
+        """True while messages in hand whose handling is not done may still end in an ack
+        (handlers running, or about to start); a lone message (a quiet queue) is then
         deleted without waiting."""
-        return self.capacity.in_hand() > batched and not self.stopping.is_set()
+        return self.capacity.working() > 0 and not self.stopping.is_set()
 
     def delete(self, batch: list[Message]) -> None:
         """Delete one batch; what SQS refuses comes back after its visibility timeout."""

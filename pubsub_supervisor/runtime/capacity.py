@@ -24,6 +24,9 @@ class Capacity:
         #: Receipt handles of messages whose handler has started (never released on stop).
         self._started: set[str] = set()
         self._active_events: set[str] = set()
+        #: Receipt handles of messages handled and waiting for their delete: still in hand
+        #: (the heartbeat extends them) but no longer taking room from the next receive.
+        self._acking: set[str] = set()
 
     def free(self) -> int:
         """Messages that may be received now."""
@@ -31,7 +34,10 @@ class Capacity:
             return self._free()
 
     def _free(self) -> int:
-        return self.limit - len(self._in_hand) - self._reserved
+        return self.limit - self._working() - self._reserved
+
+    def _working(self) -> int:
+        return len(self._in_hand) - len(self._acking)
 
     def reserve(self, count: int, stopping: threading.Event) -> bool:
         """Wait until `count` more fit, and reserve them; False (nothing reserved) on stop."""
@@ -74,18 +80,32 @@ class Capacity:
         with self._changed:
             self._active_events.discard(message.event_id)
 
+    def handled(self, message: Message) -> None:
+        """Its work is done and its delete is on its way: room for the next receive."""
+        with self._changed:
+            if message.receipt_handle in self._in_hand:
+                self._acking.add(message.receipt_handle)
+                self._changed.notify_all()
+
     def forget(self, messages: Iterable[Message]) -> None:
         """No longer in hand: the heartbeat stops extending them, pollers may take more."""
         with self._changed:
             for message in messages:
                 self._in_hand.pop(message.receipt_handle, None)
                 self._started.discard(message.receipt_handle)
+                self._acking.discard(message.receipt_handle)
             self._changed.notify_all()
 
     def in_hand(self) -> int:
         """Messages received and not yet acked or released."""
         with self._changed:
             return len(self._in_hand)
+
+    def working(self) -> int:
+        """Messages in hand whose handling is not done yet (received, started or not, and
+        not yet waiting for their delete): each may still end in a result or an ack."""
+        with self._changed:
+            return self._working()
 
     def unstarted(self) -> list[Message]:
         """Messages in hand whose handler has not started."""

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, NoReturn
 
-from pubsub_supervisor import logs
+from pubsub_supervisor import logs, tracing
 from pubsub_supervisor.runtime.acks import AckBatcher
 from pubsub_supervisor.runtime.capacity import Capacity
 from pubsub_supervisor.runtime.heartbeat import Heartbeat
@@ -60,6 +60,10 @@ class ConsumerConfig:
     #: Longest wait for a delete batch to fill while more handled messages are on their
     #: way: full batches mean fewer calls (each costs the client and the broker CPU).
     ack_linger_seconds: float = 0.02
+    #: Longest a handled message waits for its delete to share a DeleteMessageBatch with
+    #: the next ones of a steady stream (see AckBatcher); 0 deletes each at once unless
+    #: more are in hand. Far below any visibility timeout (the heartbeat covers it anyway).
+    ack_interval_seconds: float = 0.5
     #: Long-poll wait; 20 s keeps an idle consumer nearly free.
     wait_seconds: int = 20
     #: Visibility given on each heartbeat; should match the queue's VisibilityTimeout.
@@ -122,6 +126,7 @@ class Consumer:
             hooks=self.hooks,
             stopping=self._stopping,
             linger_seconds=config.ack_linger_seconds,
+            interval_seconds=config.ack_interval_seconds,
         )
         self.retries = Retries(
             sqs,
@@ -237,10 +242,9 @@ class Consumer:
             self.retries.in_progress(message)
             return
         try:
-            with logs.bound(
-                message_id=message.message_id,
-                event_id=message.event_id,
-                trace_id=message.trace_id,
+            with (
+                tracing.consuming(message, self.queue_name),
+                logs.bound(message_id=message.message_id, event_id=message.event_id),
             ):
                 self._run_handler(message)
         finally:

@@ -48,8 +48,10 @@ class Message:
 
     @property
     def trace_id(self) -> str | None:
-        """Trace id set at the origin of the event, when there is one."""
-        return self.message_attributes.get("trace_id")
+        """The W3C trace id the message carries (its `traceparent`), when there is one."""
+        from pubsub_supervisor import tracing
+
+        return tracing.trace_id_in(self.message_attributes)
 
     @property
     def sent_timestamp(self) -> float | None:

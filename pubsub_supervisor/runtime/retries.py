@@ -34,7 +34,7 @@ MAX_REASON = 1000
 #: SQS takes at most this many message attributes.
 MAX_ATTRIBUTES = 10
 #: The attributes an event is published with, kept first when a dead letter carries them.
-_EVENT = ("event_id", "event_type", "trace_id")
+_EVENT = ("event_id", "event_type", "traceparent", "tracestate", "baggage", "trace_id")
 #: What SQS refuses in a string attribute (XML 1.0 excludes these code points).
 _NOT_XML = re.compile("[^\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 

@@ -5,14 +5,14 @@
 # Safe to run again: docker's layer cache makes a second run take a few seconds.
 #
 # Environment: BASE_IMAGE (default pubsub-supervisor/base:trixie, from base-image.sh),
-# APP_IMAGE (tag to build; default pubsub-supervisor/app:latest, docker-compose.yml's).
+# APP_IMAGE (tag to build; default: one per checkout, as `make up` names it).
 set -Eeuo pipefail
 # shellcheck source=scripts/docker/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 BASE_IMAGE=${BASE_IMAGE:-pubsub-supervisor/base:trixie}
-APP_IMAGE=${APP_IMAGE:-pubsub-supervisor/app:latest}
+APP_IMAGE=${APP_IMAGE:-$(checkout_app_image "$REPO_ROOT")}
 
 main() {
   require_docker

@@ -14,17 +14,6 @@ BASE_IMAGE=${BASE_IMAGE:-pubsub-supervisor/base:trixie}
 BASE_SUITE=${BASE_SUITE:-trixie}
 HOST_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt
 
-# The mirror this machine's apt already uses for its own release: `--print-uris update`
-# lists the index URLs from every sources format (one-line and deb822) without fetching.
-host_mirror() {
-  local codename
-  codename=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
-  [[ -n $codename ]] || return 1
-  apt-get --print-uris update 2>/dev/null \
-    | sed -n "s|^'\(.*\)/dists/${codename}/InRelease'.*|\1|p" \
-    | head -n 1
-}
-
 build_rootfs() {
   local dir=$1 mirror=$2
   log "debootstrap $BASE_SUITE from $mirror (takes about a minute)"

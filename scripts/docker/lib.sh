@@ -59,3 +59,25 @@ require_docker() {
 }
 
 image_exists() { docker image inspect "$1" >/dev/null 2>&1; }
+
+# The mirror this machine's apt already uses for its own release: `--print-uris update`
+# lists the index URLs from every sources format (one-line and deb822) without fetching.
+host_mirror() {
+  local codename
+  codename=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
+  [[ -n $codename ]] || return 1
+  apt-get --print-uris update 2>/dev/null \
+    | sed -n "s|^'\(.*\)/dists/${codename}/InRelease'.*|\1|p" \
+    | head -n 1
+}
+
+# The app image's default name for the checkout at $1: one tag per checkout (its folder's
+# name and a digest of its path), so two checkouts on one engine never build over each
+# other's image. `make` and app-image.sh use it; APP_IMAGE overrides it.
+checkout_app_image() {
+  local root name digest
+  root=$(cd "$1" && pwd -P)
+  name=$(basename "$root" | tr -c 'A-Za-z0-9_.\n-' '-' | sed 's/^[.-]*//' | cut -c1-40)
+  digest=$(printf '%s' "$root" | sha256sum | cut -c1-8)
+  echo "pubsub-supervisor/app:${name:-checkout}-$digest"
+}

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Look for secrets in an image's filesystem with scripts/scan-secrets, and check that no
 # .env file, tests or git metadata went into it.
-#   scripts/docker/scan-image.sh [IMAGE]   (default: $APP_IMAGE, else pubsub-supervisor/app:latest)
+#   scripts/docker/scan-image.sh [IMAGE]   (default: $APP_IMAGE, else the checkout's image, as app-image.sh names it)
 # site-packages is skipped: the locked third-party packages ship AWS documentation examples
 # (example account ids and keys); what they are is pinned by uv.lock and audited there.
 set -Eeuo pipefail
@@ -9,7 +9,7 @@ set -Eeuo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-IMAGE=${1:-${APP_IMAGE:-pubsub-supervisor/app:latest}}
+IMAGE=${1:-${APP_IMAGE:-$(checkout_app_image "$REPO_ROOT")}}
 
 main() {
   require_docker

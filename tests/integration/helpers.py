@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 import time
 from pathlib import Path
 
@@ -55,3 +57,19 @@ def wait_for_file(path: Path, timeout: float) -> str:
             return path.read_text()
         time.sleep(0.2)
     pytest.fail(f"{path} did not appear within {timeout:.0f} s")
+
+
+def tracked_files() -> list[str]:
+    """The project's files under git (what a fresh clone has)."""
+    result = subprocess.run(
+        ["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True, timeout=60
+    )
+    return [p for p in result.stdout.splitlines() if (REPO / p).is_file()]
+
+
+def copy_project(home: Path) -> Path:
+    """Copy the tracked files into `home` (a project a test may edit); returns `home`."""
+    for name in tracked_files():
+        (home / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO / name, home / name)
+    return home

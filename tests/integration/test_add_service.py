@@ -7,7 +7,6 @@ The code comes from the README itself, so the walk-through and this test cannot 
 from __future__ import annotations
 
 import re
-import shutil
 import sqlite3
 import subprocess
 import textwrap
@@ -21,7 +20,7 @@ import boto3
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.integration.helpers import require_emulator_venv
+from tests.integration.helpers import copy_project, require_emulator_venv, tracked_files
 from tests.support.fixtures import PREFIX, stack_environment, start_localstack
 from tests.support.stack import PROGRAMS, ROOT, VENV, Api, SupervisedStack, wait_for
 
@@ -77,13 +76,6 @@ def readme_steps() -> list[Step]:
     return steps
 
 
-def tracked_files() -> list[str]:
-    result = subprocess.run(
-        ["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True, timeout=60
-    )
-    return [p for p in result.stdout.splitlines() if (ROOT / p).is_file()]
-
-
 def add_to_registry(source: str, block: str) -> str:
     """Put the block's new entry (after the `...` of the existing ones) at the end of SERVICES."""
     lines = block.rstrip("\n").splitlines()
@@ -112,10 +104,7 @@ def apply(home: Path, step: Step) -> None:
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A copy of the tracked files with the README's four steps applied."""
-    home = tmp_path_factory.mktemp("project")
-    for name in tracked_files():
-        (home / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(ROOT / name, home / name)
+    home = copy_project(tmp_path_factory.mktemp("project"))
     steps = readme_steps()
     assert {s.path for s in steps} == NEW_FILES | EDITED_FILES
     for step in steps:

@@ -18,7 +18,7 @@ import requests
 
 from devtools.emulator import free_port, port_is_free
 from tests.support.compose import ComposeStack
-from tests.support.docker import BASE_IMAGES, LOCALSTACK_IMAGES, local_image
+from tests.support.docker import BASE_IMAGES, LOCALSTACK_IMAGES, checkout_app_image, local_image
 from tests.support.stack import PROGRAMS, ROOT, Api, wait_for
 
 pytestmark = [pytest.mark.docker, pytest.mark.integration]
@@ -43,7 +43,7 @@ def compose(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComposeStack]:
     variables = {
         "LOCALSTACK_IMAGE": local_image("LOCALSTACK_IMAGE", LOCALSTACK_IMAGES),
         "BASE_IMAGE": local_image("BASE_IMAGE", BASE_IMAGES),
-        "APP_IMAGE": os.environ.get("APP_IMAGE", "pubsub-supervisor/app:latest"),
+        "APP_IMAGE": os.environ.get("APP_IMAGE") or checkout_app_image(ROOT),
         "APP_PORT": str(app_port()),
         "LOCALSTACK_PORT": str(free_port()),
     }

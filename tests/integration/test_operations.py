@@ -95,7 +95,11 @@ def test_metrics_show_every_program(api: Api, stack_settings: Settings) -> None:
         >= total(before, "pubsub_http_requests_total", **created) + 1
     )
     assert total(after, "pubsub_http_request_duration_seconds_count", program="web") > 0
-    assert total(after, "pubsub_outbox_published_total", program="web_worker") >= 1
+    # Published by the web on commit, or by the relay (web_worker), its safety net.
+    published = sum(
+        total(after, "pubsub_outbox_published_total", program=p) for p in ("web", "web_worker")
+    )
+    assert published >= 1
     assert any(
         labels["program"] == "web_worker"
         for labels, _ in after["pubsub_outbox_publish_failures_total"]

@@ -158,7 +158,20 @@ def test_the_webs_own_policy_has_no_ses_and_sends_to_no_queue(
     assert actions, printed.stdout
     assert not [a for a in actions if a.startswith("ses:")]
     assert "sqs:SendMessage" not in actions
-    assert "sns:Publish" not in actions
+    # It publishes each order's event on commit: to the order topic, and nowhere else.
+    published_to = {
+        resource
+        for statement in policy["Statement"]
+        if "sns:Publish" in statement["Action"]
+        for resource in (
+            [statement["Resource"]]
+            if isinstance(statement["Resource"], str)
+            else statement["Resource"]
+        )
+    }
+    order_topic = stack_settings.topology.order_topic
+    assert published_to, policy
+    assert all(r.endswith(f":{order_topic}") for r in published_to), policy
     # The account comes from the stack's emulator, as on AWS from the caller's role.
     account = make_clients(stack_settings).sts.get_caller_identity()["Account"]
     assert f":{account}:" in printed.stdout

@@ -22,23 +22,13 @@ import requests
 from tests.support.emulators import Emulator
 from tests.support.fixtures import stack_environment
 from tests.support.stack import ROOT, VENV, SupervisedStack, wait_for
+from tests.support.web_routes import OPERATOR_REQUESTS
 
 pytestmark = pytest.mark.integration
 
 PASSWORD = "integration-operator-password"
 OPERATOR = ("operator", PASSWORD)
 RATE = 6
-#: Every operator route, each with the method that reaches it.
-OPERATOR_REQUESTS = [
-    ("GET", "/orders"),
-    ("GET", "/api/orders"),
-    ("GET", "/api/analytics"),
-    ("GET", "/api/pipeline"),
-    ("GET", "/pipeline"),
-    ("GET", "/dlq"),
-    ("POST", "/dlq/redrive"),
-    ("GET", "/metrics"),
-]
 
 
 def email() -> str:
@@ -190,7 +180,7 @@ def hostile_requests(base_url: str) -> Iterator[tuple[str, requests.Response]]:
         http.get(
             f"{base_url}/",
             headers={
-                "X-Trace-Id": "x" * 3000,
+                "traceparent": "x" * 3000,
                 "Authorization": "Basic %%%",
                 "X-Forwarded-For": "?",
             },

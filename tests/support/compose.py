@@ -1,4 +1,5 @@
-"""docker-compose.yml brought up as a project of its own, driven through the compose CLI."""
+"""docker-compose.yml (and any override of it) brought up as a project of its own, driven
+through the compose CLI."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import json
 import os
 import subprocess
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,17 +35,33 @@ _OWN_VARIABLES = (
     "CONSUMER_WAIT_SECONDS",
     "CATALOG_PATH",
     "LOG_LEVEL",
+    # The scale-out override's own (pubsub compose-scale).
+    "POSTGRES_IMAGE",
+    "SCALE_WEB_PORT",
+    "SCALE_AWS_ENDPOINT_URL",
+    "EMAIL_CONFIRM_SECONDS",
+    "OUTBOX_CLAIM_SECONDS",
+    "ORDER_RATE_LIMIT",
+    "MAX_ORDERS_PER_EMAIL_PER_HOUR",
 )
 
 
 class ComposeStack:
-    """One compose project (its own containers, network and volume) of docker-compose.yml."""
+    """One compose project (its own containers, network and volume) of docker-compose.yml,
+    with the `overrides` files layered on it in order."""
 
     def __init__(
-        self, root: Path, project: str, variables: Mapping[str, str], env_file: Path
+        self,
+        root: Path,
+        project: str,
+        variables: Mapping[str, str],
+        env_file: Path,
+        files: Sequence[str] = ("docker-compose.yml",),
+        overrides: Sequence[Path] = (),
     ) -> None:
         self.root = root
         self.project = project
+        self.files = [root / name for name in files] + list(overrides)
         # Compose reads variables from this file instead of a `.env` in the checkout.
         self.env_file = env_file
         env_file.touch()
@@ -61,17 +78,7 @@ class ComposeStack:
         extra_env: Mapping[str, str] | None = None,
     ) -> subprocess.CompletedProcess[str]:
         """Run a compose command in this project (a `.env` in the checkout is not read)."""
-        command = [
-            *compose_command(),
-            "--project-name",
-            self.project,
-            "--file",
-            str(self.root / "docker-compose.yml"),
-            # The tests set every variable they rely on; a developer's .env stays out.
-            "--env-file",
-            str(self.env_file),
-            *args,
-        ]
+        command = self.command(*args)
         result = subprocess.run(
             command,
             cwd=self.root,
@@ -88,9 +95,28 @@ class ComposeStack:
             )
         return result
 
+    def command(self, *args: str) -> list[str]:
+        """The compose command line for `args` in this project."""
+        files = [arg for path in self.files for arg in ("--file", str(path))]
+        return [
+            *compose_command(),
+            "--project-name",
+            self.project,
+            *files,
+            # The tests set every variable they rely on; a developer's .env stays out.
+            "--env-file",
+            str(self.env_file),
+            *args,
+        ]
+
+    def container_ids(self, service: str) -> list[str]:
+        """The ids of the service's containers (several when it is scaled), stopped ones too."""
+        # --all: Compose v2 lists only running containers without it (v1 lists them all).
+        return self.compose("ps", "--all", "-q", service).stdout.split()
+
     def container_id(self, service: str) -> str:
         """The id of the service's (only) container."""
-        ids = self.compose("ps", "-q", service).stdout.split()
+        ids = self.container_ids(service)
         assert len(ids) == 1, f"expected one {service} container, got {ids}"
         return ids[0]
 

@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 from functools import cache
+from pathlib import Path
 from typing import NoReturn
 
 import pytest
@@ -16,6 +17,8 @@ ENABLE_HINT = "run: bash scripts/docker/prepare.sh (engine, compose and the loca
 LOCALSTACK_IMAGES = ("localstack/localstack:4.14.0", "pubsub-supervisor/localstack:4.14.0-native")
 #: The app image's default base, then the local base image scripts/docker/prepare.sh builds.
 BASE_IMAGES = ("python:3.13-slim", "pubsub-supervisor/base:trixie")
+#: The scale-out override's database: the image scripts/docker/prepare.sh builds, then upstream's.
+POSTGRES_IMAGES = ("pubsub-supervisor/postgres:trixie", "postgres:17")
 
 
 def unavailable(message: str) -> NoReturn:
@@ -62,6 +65,28 @@ def compose_command() -> tuple[str, ...]:
     if shutil.which("docker-compose"):
         return ("docker-compose",)
     unavailable("neither `docker compose` nor `docker-compose` is installed")
+
+
+def require_compose_v2() -> None:
+    """Skip (or fail in CI) unless `docker compose` is Compose v2 (`watch` needs it)."""
+    if compose_command() != ("docker", "compose"):
+        unavailable(
+            "`docker compose watch` needs Compose v2, and only Compose v1 is installed "
+            "(scripts/docker/engine.sh installs the v2 plugin)"
+        )
+
+
+def checkout_app_image(root: Path) -> str:
+    """The app image's default name for a checkout, as `make up` and app-image.sh name it."""
+    result = subprocess.run(
+        ["bash", "-c", 'source scripts/docker/lib.sh && checkout_app_image "$1"', "-", str(root)],
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    return result.stdout.strip()
 
 
 def image_exists(image: str) -> bool:

@@ -29,7 +29,8 @@ if TYPE_CHECKING:
     from testcontainers.community.localstack import LocalStackContainer
 
 ROOT = Path(__file__).resolve().parents[2]
-SERVICES = ("sns", "sqs", "ses", "sts")
+#: CloudFormation: tests/integration/test_cloudformation.py deploys the generated stack.
+SERVICES = ("sns", "sqs", "ses", "sts", "cloudformation")
 #: Values of TEST_EMULATOR.
 KINDS = ("native", "testcontainers", "moto", "ministack")
 MOTO_SERVER = ROOT / ".venv" / "bin" / "moto_server"

@@ -9,7 +9,9 @@ shared ones stay undisturbed.
 
 The session stack's store is SQLite unless a module parametrizes `store_kind`
 (test_pipeline runs on both): its PostgreSQL stack gets a fresh database and its own
-resource prefix, so nothing a previous stack left in the queues reaches it.
+resource prefix, so nothing a previous stack left in the queues reaches it. The SQLite
+stack starts once and serves every module (`make test-quick` is one emulator and this
+one stack); the PostgreSQL one runs beside it while its variant's tests do.
 """
 
 from __future__ import annotations
@@ -122,39 +124,98 @@ def store_kind(request: pytest.FixtureRequest) -> str:
     return kind
 
 
-@pytest.fixture(scope="session")
-def aws_call_log(tmp_path_factory: pytest.TempPathFactory, store_kind: str) -> Path:
-    """JSON lines: every AWS call the session stack's programs make (see callrecorder)."""
-    return tmp_path_factory.mktemp(f"calls-{store_kind}") / "aws-calls.jsonl"
+class StoreStack:
+    """One store's session stack: its environment and call log, supervisord once asked for."""
+
+    def __init__(self, env: dict[str, str], call_log: Path, state_dir: Path) -> None:
+        self.env = env
+        self.call_log = call_log
+        self.state_dir = state_dir
+        self.supervised: SupervisedStack | None = None
+
+    @classmethod
+    def create(
+        cls, emulator: Emulator, tmp_path_factory: pytest.TempPathFactory, kind: str, **env: str
+    ) -> StoreStack:
+        """The environment of the session stack on `kind` (nothing started yet)."""
+        call_log = tmp_path_factory.mktemp(f"calls-{kind}") / "aws-calls.jsonl"
+        stack_env = stack_environment(
+            emulator.endpoint_url,
+            tmp_path_factory.mktemp("data"),
+            PUBSUB_TEST_AWS_CALL_LOG=str(call_log),
+        )
+        # Every emulator keeps a killed consumer's long poll open for the full wait and
+        # hands it messages, which come back only after their visibility timeout (30 s).
+        # Tests kill and stop the session stack's programs, so its consumers poll 2 s at a
+        # time: a dead consumer's poll ends before the next order is placed.
+        stack_env["CONSUMER_WAIT_SECONDS"] = "2"
+        stack_env.update(env)
+        return cls(stack_env, call_log, tmp_path_factory.mktemp(f"stack-{kind}"))
+
+    def started(self) -> SupervisedStack:
+        """supervisord with every program, started on the first call."""
+        if self.supervised is None:
+            supervised = SupervisedStack(self.state_dir, self.env)
+            supervised.start()
+            self.supervised = supervised
+        return self.supervised
+
+    def stop(self) -> None:
+        """Stop supervisord if it was started."""
+        if self.supervised is not None:
+            self.supervised.stop()
 
 
 @pytest.fixture(scope="session")
-def stack_env(
-    emulator: Emulator,
-    aws_call_log: Path,
-    tmp_path_factory: pytest.TempPathFactory,
+def sqlite_stack(
+    emulator: Emulator, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[StoreStack]:
+    """The SQLite session stack: one for the whole session, whatever runs between its tests.
+
+    Not parametrized, so a module that runs on PostgreSQL too does not stop it.
+    """
+    parts = StoreStack.create(emulator, tmp_path_factory, "sqlite")
+    yield parts
+    parts.stop()
+
+
+@pytest.fixture(scope="session")
+def store_stack(
     store_kind: str,
+    emulator: Emulator,
+    tmp_path_factory: pytest.TempPathFactory,
     request: pytest.FixtureRequest,
-) -> Iterator[dict[str, str]]:
-    """Environment of the session stack's programs."""
-    env = stack_environment(
-        emulator.endpoint_url,
-        tmp_path_factory.mktemp("data"),
-        PUBSUB_TEST_AWS_CALL_LOG=str(aws_call_log),
-    )
-    # Every emulator keeps a stopped stack's long polls open for the full wait and hands
-    # them messages, which come back only after their visibility timeout (30 s). Session
-    # stacks follow one another on the same queues (each store, each module order), so
-    # theirs poll 2 s at a time: a stopped stack's polls end before the next takes orders.
-    env["CONSUMER_WAIT_SECONDS"] = "2"
+) -> Iterator[StoreStack]:
+    """The session stack of `store_kind`; PostgreSQL's runs while that variant's tests do."""
     if store_kind == "sqlite":
-        yield env
+        yield request.getfixturevalue("sqlite_stack")
         return
     server: str = request.getfixturevalue("postgres_server")
     with fresh_database(server) as url:
-        env.update(DATABASE_URL=url, RESOURCE_PREFIX=f"{PREFIX}-pg")
-        provision(env)
-        yield env
+        parts = StoreStack.create(
+            emulator,
+            tmp_path_factory,
+            kind=store_kind,
+            DATABASE_URL=url,
+            RESOURCE_PREFIX=f"{PREFIX}-pg",
+        )
+        provision(parts.env)
+        try:
+            yield parts
+        finally:
+            parts.stop()
+
+
+@pytest.fixture(scope="session")
+def aws_call_log(store_stack: StoreStack) -> Path:
+    """JSON lines: every AWS call the session stack's programs make (see callrecorder)."""
+    return store_stack.call_log
+
+
+@pytest.fixture(scope="session")
+def stack_env(store_stack: StoreStack) -> dict[str, str]:
+    """Environment of the session stack's programs."""
+    return store_stack.env
 
 
 @pytest.fixture(scope="session")
@@ -164,14 +225,9 @@ def stack_settings(stack_env: dict[str, str]) -> Settings:
 
 
 @pytest.fixture(scope="session")
-def stack(
-    stack_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[SupervisedStack]:
+def stack(store_stack: StoreStack) -> SupervisedStack:
     """supervisord running the web, its worker and the three services."""
-    stack = SupervisedStack(tmp_path_factory.mktemp("stack"), stack_env)
-    stack.start()
-    yield stack
-    stack.stop()
+    return store_stack.started()
 
 
 @pytest.fixture

@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV = ROOT / ".venv"
@@ -161,19 +163,28 @@ class SupervisedStack:
 
 
 class Api:
-    """The web's JSON API over real HTTP."""
+    """The web's JSON API over real HTTP, as a careful client uses it.
+
+    gunicorn closes a kept-alive connection after a few idle seconds; a request sent on it
+    at that moment is reset. A GET is retried on a fresh connection then. An order is not
+    (RFC 9112 section 9.3.1: the server may have taken it), so it is sent on a connection
+    of its own, which no such close can race.
+    """
 
     def __init__(self, base_url: str) -> None:
         self.base_url = base_url
         self.http = requests.Session()
+        retry = Retry(total=2, allowed_methods={"GET"}, status=0, backoff_factor=0.1)
+        self.http.mount("http://", HTTPAdapter(max_retries=retry))
+
+    def post(self, path: str, **kwargs: Any) -> requests.Response:
+        """POST any path, on a connection of its own."""
+        headers = {"Connection": "close", **kwargs.pop("headers", {})}
+        return self.http.post(f"{self.base_url}{path}", headers=headers, timeout=10, **kwargs)
 
     def post_order(self, email: str, items: list[dict[str, Any]]) -> requests.Response:
         """POST /api/orders."""
-        return self.http.post(
-            f"{self.base_url}/api/orders",
-            json={"customer_email": email, "items": items},
-            timeout=10,
-        )
+        return self.post("/api/orders", json={"customer_email": email, "items": items})
 
     def order(self, order_id: str) -> dict[str, Any]:
         """GET /api/orders/<id> (must exist)."""

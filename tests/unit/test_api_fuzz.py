@@ -18,7 +18,7 @@ from flask import Flask
 from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from pubsub_supervisor.settings import Settings
+from tests.unit.conftest import fuzz_settings
 from web import create_app
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,14 +29,7 @@ SPEC = ROOT / "docs" / "openapi.yaml"
 def fuzz_app(tmp_path: Path) -> Iterator[Flask]:
     # A closed local port: nothing in these routes calls AWS, and nothing may leave 127.0.0.1.
     # The limits would turn most generated orders into 429s: the fuzz is after 5xx.
-    config = Settings(  # type: ignore[call-arg]
-        _env_file=None,
-        data_dir=tmp_path / "data",
-        aws_endpoint_url="http://127.0.0.1:9",
-        order_rate_limit="",
-        max_orders_per_email_per_hour=1_000_000,
-    )
-    app = create_app(config)
+    app = create_app(fuzz_settings(tmp_path))
     yield app
     app.extensions["pubsub"].close()
 

@@ -66,7 +66,9 @@ def test_direct_sample_reaches_every_service_queue(
         assert event["order_id"] == order_id
         assert event["customer_email"] == "d@example.com"
         assert [i["sku"] for i in event["items"]] == list(cli.SAMPLE_SKUS)
-        assert messages[0]["MessageAttributes"]["trace_id"]["StringValue"] == event["trace_id"]
+        # The W3C trace context: its trace id is the one printed and in the body.
+        traceparent = messages[0]["MessageAttributes"]["traceparent"]["StringValue"]
+        assert traceparent.split("-")[1] == event["trace_id"]
 
 
 def test_sample_through_an_absent_web_fails_with_a_hint(

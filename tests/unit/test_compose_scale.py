@@ -55,8 +55,32 @@ def test_every_program_container_is_the_app_image_on_postgres() -> None:
             continue
         assert body["image"].startswith("${APP_IMAGE:-"), name
         assert body["environment"]["DATABASE_URL"].startswith("postgresql+psycopg://"), name
-        assert body["depends_on"] == {"postgres": {"condition": "service_healthy"}}, name
+        assert body["depends_on"] == {
+            "postgres": {"condition": "service_healthy"},
+            "localstack": {"condition": "service_healthy"},
+        }, name
     assert "pgdata" in document["volumes"]
+
+
+def test_every_program_takes_the_settings_the_all_in_one_app_takes() -> None:
+    # One .env configures either layout, and the emulator's hook and the programs agree on
+    # the topology (visibility timeout, receive count, sender).
+    app = load((ROOT / "docker-compose.yml").read_text())["services"]["app"]["environment"]
+    services = load(compose_scale.render())["services"]
+    own = {"DATABASE_URL", "AWS_ENDPOINT_URL", "CONSUMER_CONCURRENCY", "WEB_SECRET_KEY"}
+    for name, body in services.items():
+        if name in NOT_PROGRAMS:
+            continue
+        env = body["environment"]
+        for variable, value in app.items():
+            if variable not in own and str(value).startswith(f"${{{variable}:-"):
+                assert env.get(variable) == value, (name, variable)
+
+
+def test_the_database_image_is_the_local_one_unless_chosen() -> None:
+    postgres = load(compose_scale.render())["services"]["postgres"]
+    assert postgres["image"] == "${POSTGRES_IMAGE:-pubsub-supervisor/postgres:trixie}"
+    assert "POSTGRES_PASSWORD" in postgres["environment"]
 
 
 def test_a_registered_service_gets_its_container() -> None:
@@ -64,7 +88,7 @@ def test_a_registered_service_gets_its_container() -> None:
     services = load(compose_scale.render((*SERVICES[:3], shipping)))["services"]
     assert services["shipping"]["command"] == ["python", "-m", "services", "shipping"]
     assert services["shipping"]["environment"]["PROGRAM_NAME"] == "shipping_service"
-    assert services["shipping"]["environment"]["AWS_REGION"] == "us-east-1"
+    assert services["shipping"]["environment"]["AWS_REGION"] == "${AWS_REGION:-us-east-1}"
 
 
 def test_the_command_writes_the_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -139,7 +139,7 @@ def test_emulator_env_carries_the_resolved_hook_settings(
     assert set(HOOK_ENV) <= set(env)
     assert env["RESOURCE_PREFIX"] == "fromfile"
     assert env["MAX_RECEIVE_COUNT"] == "3"
-    assert env["QUEUE_VISIBILITY_TIMEOUT"] == "30"
+    assert env["QUEUE_VISIBILITY_TIMEOUT"] == "12"
     assert "AWS_ENDPOINT_URL" not in env  # the launcher sets it from the port
     assert p.port == 4999
     assert env["PUBSUB_SOURCE"] == str(tmp_path)

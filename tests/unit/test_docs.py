@@ -21,9 +21,8 @@ def text() -> str:
 def pubsub_commands() -> list[list[str]]:
     """Every `pubsub ...` command line in the docs, as argv after `pubsub`."""
     found: list[list[str]] = []
-    for match in re.finditer(
-        r"(?:\.venv/bin/)?\bpubsub ((?:provision|lint-topology|iam-policy)[^`\n>|]*)", text()
-    ):
+    commands = "provision|lint-topology|iam-policy|template"
+    for match in re.finditer(rf"(?:\.venv/bin/)?\bpubsub ((?:{commands})[^`\n>|]*)", text()):
         argv = shlex.split(match.group(1).strip(), comments=True)
         if argv not in found:
             found.append(argv)
@@ -32,7 +31,7 @@ def pubsub_commands() -> list[list[str]]:
 
 def test_docs_mention_every_new_command() -> None:
     commands = {argv[0] for argv in pubsub_commands()}
-    assert commands == {"provision", "lint-topology", "iam-policy"}
+    assert commands == {"provision", "lint-topology", "iam-policy", "template"}
 
 
 @pytest.mark.parametrize("argv", pubsub_commands(), ids=" ".join)

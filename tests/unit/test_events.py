@@ -40,7 +40,8 @@ def test_attributes_carry_ids() -> None:
     attrs = message_attributes(event)
     assert attrs["event_id"]["StringValue"] == event.event_id
     assert attrs["event_type"]["StringValue"] == "order.created"
-    assert attrs["trace_id"]["StringValue"] == event.trace_id
+    # The trace travels as W3C trace context beside these (tracing.py), not as an id of ours.
+    assert set(attrs) == {"event_id", "event_type"}
 
 
 @pytest.mark.parametrize(

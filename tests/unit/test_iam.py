@@ -297,7 +297,9 @@ def test_the_web_has_no_ses_and_sends_to_no_queue(settings: Settings) -> None:
         assert iam.allows(policy, "sqs:ReceiveMessage", ARNS.queue(queue.dlq_name))
         assert not iam.allows(policy, "sqs:ReceiveMessage", ARNS.queue(queue.name))
         assert iam.allows(policy, "sqs:GetQueueAttributes", ARNS.queue(queue.name))
-    assert not iam.allows(policy, "sns:Publish", ARNS.topic(topology.order_topic))
+    # It publishes each order's event after its commit, and nothing else.
+    assert iam.allows(policy, "sns:Publish", ARNS.topic(topology.order_topic))
+    assert not iam.allows(policy, "sns:Publish", ARNS.topic(topology.results_topic))
 
 
 def test_the_worker_publishes_orders_and_consumes_results(settings: Settings) -> None:

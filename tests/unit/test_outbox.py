@@ -3,6 +3,7 @@ what the broker lost."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -18,7 +19,7 @@ from pubsub_supervisor.db import make_engine
 from pubsub_supervisor.events import ServiceResult, utcnow
 from pubsub_supervisor.settings import Settings
 from web import store
-from web.outbox import OutboxRelay
+from web.outbox import CommitPublisher, OutboxRelay
 from web.schema import outbox
 from web.validation import validate_order
 
@@ -119,3 +120,46 @@ def test_nothing_is_republished_while_the_queues_have_a_backlog(
     relay._next_sweep = 0
     relay._maybe_sweep()
     assert relay.republished == 1
+
+
+@pytest.fixture
+def publisher(engine: Engine, aws: dict[str, Any]) -> Iterator[CommitPublisher]:
+    """A publisher after commit, closed (its thread ended) before the store is disposed: a
+    thread still marking a row published would check its connection in to a dead pool."""
+    publisher = CommitPublisher(
+        lambda: OutboxRelay(engine, aws["sns"], {store.ORDER_EVENTS: aws["topic"]})
+    )
+    yield publisher
+    publisher.close()
+
+
+def test_an_event_is_published_right_after_its_commit_and_only_once(
+    engine: Engine, settings: Settings, aws: dict[str, Any], publisher: CommitPublisher
+) -> None:
+    place(engine, settings)
+    place(engine, settings)
+    assert publisher.publish_due() == 2
+    # The relay's poll finds nothing left: each event went out once.
+    assert OutboxRelay(engine, aws["sns"], {store.ORDER_EVENTS: aws["topic"]}).relay_once() == 0
+    assert copies(aws) == 2
+
+
+def test_notify_publishes_from_a_thread_without_blocking(
+    engine: Engine, settings: Settings, aws: dict[str, Any], publisher: CommitPublisher
+) -> None:
+    place(engine, settings)
+    publisher.notify()
+    deadline = time.monotonic() + 10
+    while copies(aws) < 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert copies(aws) == 1
+
+
+def test_close_publishes_what_was_committed_before_the_process_exits(
+    engine: Engine, settings: Settings, aws: dict[str, Any], publisher: CommitPublisher
+) -> None:
+    publisher.notify()
+    place(engine, settings)
+    publisher.close()
+    assert copies(aws) == 1
+

@@ -86,6 +86,23 @@ def test_capacity_waits_for_room_and_gives_up_on_stop() -> None:
     assert capacity.free() == 0  # nothing reserved by the refused one
 
 
+def test_handled_messages_waiting_for_their_delete_leave_room_for_the_next_receive() -> None:
+    capacity = Capacity(limit=12)
+    stopping = threading.Event()
+    done = [message(f"m-{i}") for i in range(10)]
+    capacity.received(done, 0, time.monotonic() + 30)
+    assert capacity.free() == 2  # a whole batch does not fit
+    for m in done[:8]:
+        capacity.handled(m)
+    # Room again, though the heartbeat still keeps all ten until they are deleted; only
+    # two may still end in a result or an ack (what the batchers linger for).
+    assert capacity.reserve(10, stopping)
+    assert (capacity.in_hand(), capacity.working()) == (10, 2)
+    assert len(capacity.expiring(time.monotonic(), 60, time.monotonic() + 30)) == 10
+    capacity.forget(done[:8])
+    assert (capacity.in_hand(), capacity.free()) == (2, 0)
+
+
 def test_capacity_refuses_a_second_start_of_the_same_event_until_it_finishes() -> None:
     capacity = Capacity(limit=10)
     first, twin = message("a", "e-1"), message("b", "e-1")
@@ -229,20 +246,81 @@ def test_ack_batcher_deletes_in_one_batch_and_stops_when_told(sqs: SQSClient) ->
     assert visible(sqs, url) == 0
 
 
-def test_ack_batcher_gathers_at_most_one_sqs_batch() -> None:
-    acks = AckBatcher(
+def gathering(**timing: Any) -> AckBatcher:
+    """An ack batcher for gathering only (no SQS), with these timing arguments."""
+    return AckBatcher(
         None,  # type: ignore[arg-type]  # gathering calls no SQS
         "q",
         capacity=Capacity(limit=30),
         hooks=Hooks([]),
         stopping=threading.Event(),
-        linger_seconds=0,
+        **timing,
     )
+
+
+def test_ack_batcher_gathers_at_most_one_sqs_batch() -> None:
+    acks = gathering(linger_seconds=0)
     for i in range(12):
         acks.put(message(f"h-{i}"))
     batch, done = acks.gather()
     assert (len(batch), done) == (10, False)
     assert [m.receipt_handle for m in acks.gather()[0]] == ["h-10", "h-11"]
+
+
+class Clock:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def acks_at(clock: Clock, *gaps: float, interval: float = 0.5) -> AckBatcher:
+    """An ack batcher that was given one ack, then one more after each gap."""
+    acks = gathering(linger_seconds=0.02, interval_seconds=interval, clock=clock)
+    acks.put(message("h-0"))
+    for i, gap in enumerate(gaps, 1):
+        clock.now += gap
+        acks.put(message(f"h-{i}"))
+    return acks
+
+
+def test_a_steady_stream_of_acks_waits_for_the_next_one_up_to_the_interval() -> None:
+    clock = Clock()
+    acks = acks_at(clock, 0.1, 0.1)  # ten a second
+    opened = clock.now
+    clock.now += 0.05
+    # The next is due about 0.1 s after the last: wait for it, up to 3 gaps.
+    assert acks._wait(opened) == pytest.approx(0.25)
+    clock.now = opened + 0.35
+    assert acks._wait(opened) <= 0  # three gaps without an ack: the stream paused
+    # A batch opened at the first of a stream that keeps coming closes at the interval.
+    clock = Clock()
+    opened = clock.now
+    acks = acks_at(clock, 0.1, 0.1, 0.1, 0.1)
+    clock.now += 0.05
+    assert acks._wait(opened) == pytest.approx(0.05)
+    clock.now = opened + 0.5
+    assert acks._wait(opened) == pytest.approx(0, abs=1e-9)
+
+
+def test_the_last_acks_of_a_burst_and_a_stop_do_not_wait() -> None:
+    clock = Clock()
+    acks = acks_at(clock, 0.001, 0.001, 0.001)  # a backlog drained a thousand a second
+    opened = clock.now
+    clock.now += 0.01  # three gaps have gone by with nothing: the burst is over
+    assert acks._wait(opened) <= 0
+    steady = acks_at(Clock(), 0.1, 0.1)
+    steady.stopping.set()
+    assert steady._wait(steady.clock()) == 0
+
+
+def test_without_an_interval_only_messages_in_hand_are_waited_for() -> None:
+    clock = Clock()
+    acks = acks_at(clock, 0.1, 0.1, interval=0)
+    assert acks._wait(clock.now) <= 0
 
 
 @pytest.fixture

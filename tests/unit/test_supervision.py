@@ -48,6 +48,19 @@ def test_fatal_event_names_the_program_and_terminates() -> None:
     assert "program inventory_service is FATAL" in err.getvalue()
 
 
+def test_under_make_dev_reload_a_fatal_program_is_only_reported() -> None:
+    err, terminate = io.StringIO(), Terminations()
+    header = parse_header(event("PROCESS_STATE_FATAL", "").splitlines()[0])
+
+    fatal_listener.handle_event(
+        header, fatal_payload("inventory_service"), err, terminate, reloading=True
+    )
+
+    assert terminate.calls == 0
+    assert "program inventory_service is FATAL" in err.getvalue()
+    assert "saving a fix starts it again" in err.getvalue()
+
+
 def test_other_events_do_not_terminate() -> None:
     err, terminate = io.StringIO(), Terminations()
     header = {"eventname": "PROCESS_STATE_RUNNING", "len": "0"}

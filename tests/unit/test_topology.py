@@ -105,9 +105,9 @@ def test_drift_is_repaired(topology: Topology, clients: dict[str, Any]) -> None:
     url = sqs.get_queue_url(QueueName="t-inventory")["QueueUrl"]
     sqs.set_queue_attributes(QueueUrl=url, Attributes={"VisibilityTimeout": "5"})
     changes = {c.name: c for c in apply(topology, clients) if c.action == "update"}
-    assert changes["t-inventory"].detail["VisibilityTimeout"] == "30"
+    assert changes["t-inventory"].detail["VisibilityTimeout"] == "12"
     attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["VisibilityTimeout"])
-    assert attrs["Attributes"]["VisibilityTimeout"] == "30"
+    assert attrs["Attributes"]["VisibilityTimeout"] == "12"
 
 
 def test_dry_run_lists_creations_and_creates_nothing(

@@ -38,8 +38,7 @@ from services.analytics.handler import AnalyticsService, read_summary
 from services.email import sends
 from services.email.handler import EmailService, permanent_refusal
 from services.inventory.handler import InventoryService
-from tests.unit.conftest import as_operator
-from web import create_app, get_context, store
+from web import get_context, store
 from web.schema import analytics_snapshot, order_services, product_stock
 from web.validation import validate_order
 
@@ -332,21 +331,9 @@ def test_throttling_5xx_and_refusals_of_the_sender_stay_retried(
 
 
 @pytest.fixture
-def app(operator_settings: Settings) -> Iterator[Flask]:
-    app = create_app(operator_settings)
-    yield app
-    app.extensions["pubsub"].close()
-
-
-@pytest.fixture
 def engine(app: Flask) -> Engine:
     with app.app_context():
         return get_context().engine
-
-
-@pytest.fixture
-def client(app: Flask) -> FlaskClient:
-    return as_operator(app.test_client())
 
 
 def place(client: FlaskClient) -> str:

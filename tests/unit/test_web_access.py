@@ -11,22 +11,12 @@ from flask import Flask
 from pydantic import SecretStr
 
 from pubsub_supervisor.settings import Settings
+from tests.support.web_routes import OPERATOR_REQUESTS
 from tests.unit.conftest import OPERATOR_PASSWORD, basic_auth, web_settings
 from web import create_app
 from web.access import OPERATOR_ENDPOINTS, PUBLIC_ENDPOINTS, mode_of
 
 ORDER = {"customer_email": "ada@example.com", "items": [{"sku": "KB-001", "quantity": 1}]}
-#: One GET (or the POST) of each operator route, with what it needs to answer.
-OPERATOR_REQUESTS = [
-    ("GET", "/orders"),
-    ("GET", "/api/orders"),
-    ("GET", "/api/analytics"),
-    ("GET", "/api/pipeline"),
-    ("GET", "/pipeline"),
-    ("GET", "/dlq"),
-    ("POST", "/dlq/redrive"),
-    ("GET", "/metrics"),
-]
 #: Nothing here calls AWS: a closed local port makes any call fail at once.
 NOWHERE = "http://127.0.0.1:9"
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -11,26 +10,11 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import event, func, select
 
-from pubsub_supervisor.settings import Settings
-from tests.unit.conftest import as_operator
-from web import create_app, get_context, store
+from web import get_context, store
 from web.schema import orders, outbox
 from web.validation import OrderIn
 
 VALID = {"customer_email": "ada@example.com", "items": [{"sku": "KB-001", "quantity": 2}]}
-
-
-@pytest.fixture
-def app(operator_settings: Settings) -> Iterator[Flask]:
-    # Operator routes need the operator's credentials; `client` sends them.
-    app = create_app(operator_settings)
-    yield app
-    app.extensions["pubsub"].close()
-
-
-@pytest.fixture
-def client(app: Flask) -> FlaskClient:
-    return as_operator(app.test_client())
 
 
 def counts(app: Flask) -> tuple[int, int]:

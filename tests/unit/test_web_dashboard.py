@@ -16,7 +16,6 @@ from prometheus_client.parser import text_string_to_metric_families
 from devtools.emulator import free_port
 from pubsub_supervisor.provision import provision
 from pubsub_supervisor.settings import Settings
-from tests.unit.conftest import as_operator
 from web import create_app
 from web.pages import DLQ_PAGE
 
@@ -33,14 +32,10 @@ def sqs(aws_env: None, settings: Settings) -> Iterator[Any]:
 @pytest.fixture
 def app(sqs: Any, operator_settings: Settings) -> Iterator[Flask]:
     # Operator routes need the operator's credentials; `client` sends them.
-    app = create_app(operator_settings)
+    # Nothing publishes here, so the orders posted stay in the outbox backlog.
+    app = create_app(operator_settings.model_copy(update={"outbox_publish_on_commit": False}))
     yield app
     app.extensions["pubsub"].close()
-
-
-@pytest.fixture
-def client(app: Flask) -> FlaskClient:
-    return as_operator(app.test_client())
 
 
 def url(sqs: Any, name: str) -> str:

@@ -16,7 +16,7 @@ from flask import Flask
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pubsub_supervisor.settings import Settings
+from tests.unit.conftest import fuzz_settings
 from web import create_app
 
 pytestmark = pytest.mark.fuzz
@@ -46,7 +46,9 @@ query = st.dictionaries(
 )
 raw_query = st.binary(max_size=60)
 headers = st.dictionaries(
-    st.sampled_from(["X-Trace-Id", "Accept", "If-None-Match", "Range", "Authorization"]),
+    st.sampled_from(
+        ["traceparent", "tracestate", "Accept", "If-None-Match", "Range", "Authorization"]
+    ),
     st.text(st.characters(min_codepoint=32, max_codepoint=255), max_size=60),
     max_size=3,
 )
@@ -56,14 +58,7 @@ headers = st.dictionaries(
 def app(tmp_path: Path) -> Iterator[Flask]:
     # On an emulator (a closed port: every AWS call fails at once), no password: every
     # route is open. No limits: the fuzz is after 5xx, not 429.
-    config = Settings(  # type: ignore[call-arg]
-        _env_file=None,
-        data_dir=tmp_path / "data",
-        aws_endpoint_url="http://127.0.0.1:9",
-        order_rate_limit="",
-        max_orders_per_email_per_hour=1_000_000,
-    )
-    app = create_app(config)
+    app = create_app(fuzz_settings(tmp_path))
     # The fuzz is after what lies behind the CSRF check (which a forged token stops).
     app.config["WTF_CSRF_ENABLED"] = False
     yield app

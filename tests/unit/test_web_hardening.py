@@ -120,8 +120,9 @@ def test_doubled_slashes_are_a_404_not_a_redirect_carrying_the_query(app: Flask)
 def test_odd_headers_are_not_a_5xx(app: Flask) -> None:
     client = app.test_client()
     for headers in (
-        {"X-Trace-Id": "x" * 5000},
-        {"X-Trace-Id": "\u00e9\u00e9"},
+        {"traceparent": "x" * 5000},
+        {"traceparent": "00-" + "0" * 32 + "-" + "0" * 16 + "-01"},
+        {"traceparent": "\u00e9\u00e9", "tracestate": "=,=" * 100},
         {"Content-Type": "application/json; charset=utf-7"},
         {"Authorization": "Basic \u00ff\u00ff"},
         {"Cookie": "session=" + "A" * 4000},

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 
 import pytest
 from flask import Flask
@@ -12,23 +11,9 @@ from pydantic import SecretStr
 from sqlalchemy import func, select
 
 from pubsub_supervisor.settings import Settings
-from tests.unit.conftest import as_operator
-from web import create_app, get_context
+from web import get_context
 from web.schema import orders, outbox
 from web.security import KEY_FILENAME, secret_key
-
-
-@pytest.fixture
-def app(operator_settings: Settings) -> Iterator[Flask]:
-    # Operator routes need the operator's credentials; `client` sends them.
-    app = create_app(operator_settings)
-    yield app
-    app.extensions["pubsub"].close()
-
-
-@pytest.fixture
-def client(app: Flask) -> FlaskClient:
-    return as_operator(app.test_client())
 
 
 def csrf_token(client: FlaskClient) -> str:

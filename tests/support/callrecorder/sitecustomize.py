@@ -1,14 +1,17 @@
-"""Records every AWS API call a stack program makes, for the IAM policy check.
+"""Records every AWS API call a stack program makes: for the IAM policy check, and for the
+benchmark's calls per order.
 
-The integration fixtures put this folder on the programs' PYTHONPATH and name a file in
-PUBSUB_TEST_AWS_CALL_LOG; each call appends one JSON line (service, operation and the
-parameters that name a resource). Nothing else changes: the call goes ahead unaltered.
+The integration fixtures and the benchmark put this folder on the programs' PYTHONPATH
+and name a file in PUBSUB_TEST_AWS_CALL_LOG; each call appends one JSON line as it starts
+(program, service, operation, the parameters that name a resource, and when). Nothing
+else changes: the call goes ahead unaltered.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import time
 from typing import Any
 
 _PATH = os.environ.get("PUBSUB_TEST_AWS_CALL_LOG")
@@ -26,7 +29,10 @@ def _install(path: str) -> None:
             "service": self.meta.service_model.service_name,
             "operation": operation_name,
             **{k: api_params[k] for k in _RESOURCE_PARAMS if k in api_params},
+            "t": round(time.time(), 4),
         }
+        # Written as the call starts: a long poll in flight is counted in the window it
+        # began in, even before it returns.
         # One O_APPEND write per line: lines from concurrent processes do not interleave.
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:
