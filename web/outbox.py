@@ -326,12 +326,16 @@ class CommitPublisher:
         while True:
             self._wake.wait()
             self._wake.clear()
+            # Read before the pass: close() comes after the commits it must see out, so a
+            # pass begun before close() may have missed them, and `close()` set the wake-up
+            # again for one more pass.
+            closing = self._closing.is_set()
             try:
                 self.publish_due()
             except Exception as error:
                 # The relay's poll publishes it instead; nothing is lost.
                 log.warning("publish after commit failed", extra={"error": str(error)})
-            if self._closing.is_set():
+            if closing:
                 return
 
     def publish_due(self) -> int:

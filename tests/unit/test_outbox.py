@@ -3,6 +3,7 @@ what the broker lost."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -163,3 +164,36 @@ def test_close_publishes_what_was_committed_before_the_process_exits(
     publisher.close()
     assert copies(aws) == 1
 
+
+def test_close_during_a_pass_that_began_before_the_commit_publishes_it(
+    engine: Engine, settings: Settings, aws: dict[str, Any]
+) -> None:
+    """The thread's pass found nothing due; the order commits and close() is called while
+    that pass is still finishing: close() must not end the thread before one more pass."""
+    in_pass = threading.Event()
+
+    class SlowFirstPass(OutboxRelay):
+        passes = 0
+
+        def relay_once(self) -> int:
+            published = super().relay_once()
+            SlowFirstPass.passes += 1
+            if SlowFirstPass.passes == 1:
+                in_pass.set()
+                # Finish this pass only once close() has been called.
+                deadline = time.monotonic() + 5
+                while not commit_publisher._closing.is_set() and time.monotonic() < deadline:
+                    time.sleep(0.005)
+            return published
+
+    commit_publisher = CommitPublisher(
+        lambda: SlowFirstPass(engine, aws["sns"], {store.ORDER_EVENTS: aws["topic"]})
+    )
+    try:
+        commit_publisher.notify()
+        assert in_pass.wait(5)
+        place(engine, settings)
+        commit_publisher.close()
+        assert copies(aws) == 1
+    finally:
+        commit_publisher.close()
